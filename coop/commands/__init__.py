@@ -1,0 +1,1 @@
+"""One module per CLI command; `coop.cli` imports each only when it runs."""

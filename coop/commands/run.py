@@ -1,0 +1,102 @@
+"""`coop run`: one command in a fresh sandbox of the workspace, in the foreground.
+
+Like `docker run --rm -i` (and `-t` when both stdin and stdout are terminals): the exit
+code is the command's, stdin/stdout/stderr pass through, and the upper dir is discarded
+afterwards. A terminal is never handed to the sandbox: the command gets its own PTY, or
+pipes in place of any terminal fd.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sys
+from pathlib import Path
+
+from coop.config.coopfile import load_config
+from coop.config.expand import expand_env
+from coop.paths import coop_paths, ensure_private_dir
+from coop.pty.relay import Pipe, raw_terminal, relay, window_size
+from coop.sandbox.bases import resolve_base
+from coop.sandbox.identity import current_identity
+from coop.sandbox.launch import exit_code, launch
+from coop.sandbox.plan import SandboxPlan, build_plan, prepare, remove_tree
+
+
+def sandbox_name(workspace: Path) -> str:
+    """A hostname/session name from a directory: `[a-z0-9][a-z0-9._-]{0,62}`."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", workspace.name.lower()).strip("-._")
+    return (name or "coop")[:63]
+
+
+def run(argv: list[str], workspace: Path | None, coopfile: Path | None,
+        network: str | None) -> int:
+    paths = coop_paths()
+    overrides = {"network": {"mode": network}} if network else None
+    config = load_config(paths, workspace, coopfile, overrides)
+    ident = current_identity()
+    env, warnings = expand_env(config.env, os.environ)
+    for warning in warnings:
+        print(f"coop: warning: {warning}", file=sys.stderr)
+    layout = resolve_base(config.image, paths)
+    interactive = os.isatty(0) and os.isatty(1)
+    run_id = f"run-{os.getpid()}-{secrets.token_hex(3)}"
+    ensure_private_dir(paths.run_dir)
+    ensure_private_dir(paths.data_dir)
+    upper = paths.sessions_dir / run_id
+    stage = paths.run_dir / run_id
+    plan = build_plan(config, ident, paths, name=sandbox_name(config.workspace),
+                      argv=argv or config.agent_command, env=env, upper_root=upper,
+                      stage=stage, layout=layout,
+                      tty_size=window_size(1) if interactive else None,
+                      term=os.environ.get("TERM", "xterm-256color"),
+                      lang=os.environ.get("LANG", "C.UTF-8"))
+    try:
+        prepare(plan)
+        if interactive:
+            return _run_with_pty(plan)
+        return _run_with_pipes(plan)
+    finally:
+        remove_tree(upper)
+        try:
+            os.rmdir(stage)
+        except OSError:
+            pass
+
+
+def _run_with_pty(plan: SandboxPlan) -> int:
+    sandbox = launch(plan)
+    assert sandbox.master_fd is not None
+    master = sandbox.master_fd
+    with raw_terminal(0):
+        status = relay([Pipe(0, master, close_dst_on_eof=False),
+                        Pipe(master, 1, close_dst_on_eof=False, output=True)],
+                       sandbox.pid, resize=(1, master), forward_to=sandbox.pid)
+    os.close(master)
+    return exit_code(status)
+
+
+def _run_with_pipes(plan: SandboxPlan) -> int:
+    """Non-terminal fds go straight in; any terminal fd is replaced by a relayed pipe."""
+    stdio: list[int] = []
+    pipes: list[Pipe] = []
+    theirs: list[int] = []
+    for fd in (0, 1, 2):
+        if not os.isatty(fd):
+            stdio.append(fd)
+            continue
+        read_end, write_end = os.pipe()
+        if fd == 0:
+            stdio.append(read_end)
+            pipes.append(Pipe(0, write_end, close_dst_on_eof=True))
+            theirs.append(read_end)
+        else:
+            stdio.append(write_end)
+            pipes.append(Pipe(read_end, fd, close_dst_on_eof=False, output=True))
+            theirs.append(write_end)
+    sandbox = launch(plan, (stdio[0], stdio[1], stdio[2]))
+    for fd in theirs:
+        os.close(fd)
+    status = relay(pipes, sandbox.pid, forward_to=sandbox.pid)
+    return exit_code(status)

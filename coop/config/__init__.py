@@ -1,0 +1,1 @@
+"""Configuration: the Coopfile, the global config and their merge (SPEC §3)."""
