@@ -208,6 +208,11 @@ _IMAGE_RE = re.compile(
 class ImageRef(Spec):
     describe = "an image: host, dir:PATH, tar:PATH or an OCI reference like node:22-bookworm"
 
+    @staticmethod
+    def valid(value: str) -> bool:
+        return value == "host" or value.startswith(("dir:", "tar:")) or bool(
+            _IMAGE_RE.fullmatch(value))
+
     def check(self, value: Any, path: KeyPath, ctx: Context) -> Any:
         if not isinstance(value, str):
             raise self.wrong_type(value, path, ctx)
@@ -222,7 +227,7 @@ class ImageRef(Spec):
                 if not resolved.is_absolute():
                     resolved = ctx.src.path.parent / resolved
                 return prefix + str(resolved)
-        if not _IMAGE_RE.fullmatch(value):
+        if not self.valid(value):
             raise ctx.fail(path, f"is not a valid image reference: {value!r}.",
                            "Use host, dir:PATH, tar:PATH, or a reference such as "
                            "node:22-bookworm or ghcr.io/owner/image:tag.")

@@ -106,19 +106,19 @@ def _await_ready(plan: SandboxPlan, sock: socket.socket, pid: int) -> Sandbox:
         if "error" in message:
             os.waitpid(pid, 0)
             raise SandboxError(f"cannot build the sandbox: {message['error']}.",
-                               _hint_for(message.get("errno", 0)))
+                               _doctor_hint())
         if "pid" in message:
             init_pid = message["pid"]
         if message.get("ready"):
             return Sandbox(pid, init_pid, message["command_pid"], fds[0] if fds else None)
 
 
-def _hint_for(errno: int) -> str:
-    import errno as errnos
+def _doctor_hint() -> str:
+    """The doctor's findings, so a failed sandbox says how to fix the machine."""
+    from coop.sandbox.doctor import failures_text, run_checks
 
-    if errno in (errnos.EPERM, errnos.EACCES, errnos.ENOSPC, errnos.EINVAL):
-        return "Run `coop doctor` to see what this machine is missing and how to fix it."
-    return ""
+    found = failures_text(run_checks(live=False))
+    return found or "Run `coop doctor` to check what this machine is missing."
 
 
 def _outer(plan: SandboxPlan, sock: socket.socket, stdio: tuple[int, int, int],

@@ -1,0 +1,65 @@
+"""Fixtures: throwaway users, coop homes and projects for every test that runs coop."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import THROWAWAY_UID, User, make_user
+
+IS_ROOT = os.getuid() == 0
+
+
+def _check_reachable() -> None:
+    """The throwaway uid must be able to run this interpreter and import coop."""
+    if not IS_ROOT:
+        return
+    probe = subprocess.run(
+        [sys.executable, "-c", "import coop, yaml"], capture_output=True,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        preexec_fn=lambda: (os.setgroups([]), os.setgid(THROWAWAY_UID),
+                            os.setuid(THROWAWAY_UID)))  # type: ignore[func-returns-value]
+    if probe.returncode != 0:
+        pytest.exit(
+            f"uid {THROWAWAY_UID} cannot run {sys.executable} with coop: "
+            f"{probe.stderr.decode().strip()[-300:]}\nCreate the virtualenv where every user "
+            "can read it, with a Python outside /root (e.g. /usr/bin/python3 -m venv .venv), "
+            "and keep the checkout in a world-readable directory.", returncode=2)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _check_reachable()
+
+
+@pytest.fixture
+def world_tmp() -> Iterator[Path]:
+    """A temporary directory other users can traverse (pytest's own is 0700 for root)."""
+    path = Path(tempfile.mkdtemp(prefix="coop-test-"))
+    os.chmod(path, 0o755)
+    yield path
+    subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+@pytest.fixture
+def user(world_tmp: Path) -> Iterator[User]:
+    """An unprivileged user (a throwaway uid when the tests run as root)."""
+    made = make_user(world_tmp, THROWAWAY_UID if IS_ROOT else os.getuid())
+    yield made
+    if IS_ROOT and str(made.home).startswith("/home/coop-test-"):
+        subprocess.run(["rm", "-rf", str(made.home)], check=False)
+
+
+@pytest.fixture(params=["unprivileged", "root"] if IS_ROOT else ["self"])
+def any_user(request: pytest.FixtureRequest, world_tmp: Path) -> Iterator[User]:
+    """Each sandbox test that takes this runs as an unprivileged uid and, under CI, as root."""
+    uid = 0 if request.param == "root" else (THROWAWAY_UID if IS_ROOT else os.getuid())
+    made = make_user(world_tmp, uid)
+    yield made
+    if IS_ROOT and str(made.home).startswith("/home/coop-test-"):
+        subprocess.run(["rm", "-rf", str(made.home)], check=False)

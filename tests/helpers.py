@@ -1,0 +1,165 @@
+"""Running coop the way a user does: a real process, as an unprivileged user.
+
+When the tests run as root (as in CI), each `User` other than root is a throwaway uid with
+no passwd entry and a home under /home, because root hides exactly the bugs our users
+would hit (and /home is where real users keep their secrets).
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+THROWAWAY_UID = 54321
+COOP = [sys.executable, "-m", "coop"]
+
+
+@dataclass
+class User:
+    """Who runs coop in a test, with their own home and project directory."""
+
+    uid: int
+    gid: int
+    home: Path
+    workspace: Path
+    coop_home: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_root(self) -> bool:
+        return self.uid == 0
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {"HOME": str(self.home), "PATH": "/usr/local/bin:/usr/bin:/bin",
+               "COOP_HOME": str(self.coop_home), "LANG": "C.UTF-8", "TERM": "xterm-256color",
+               "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        env.update(self.extra_env)
+        env.update(extra)
+        return env
+
+    def _demote(self) -> None:
+        if os.getuid() == 0 and self.uid != 0:
+            os.setgroups([])
+            os.setgid(self.gid)
+            os.setuid(self.uid)
+
+    def run(self, args: list[str], *, input: bytes | None = None, cwd: Path | None = None,
+            timeout: float = 60, env: Mapping[str, str] | None = None,
+            stdin: int | None = None) -> subprocess.CompletedProcess[bytes]:
+        """Run a command as this user and capture its output."""
+        return subprocess.run(args, input=input, stdin=stdin, capture_output=True,
+                              cwd=cwd or self.workspace, timeout=timeout,
+                              env=dict(env or self.env()), preexec_fn=self._demote)
+
+    def coop(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+        return self.run(COOP + list(args), **kwargs)  # type: ignore[arg-type]
+
+    def popen(self, args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        kwargs.setdefault("cwd", self.workspace)
+        kwargs.setdefault("env", self.env())
+        return subprocess.Popen(args, preexec_fn=self._demote, **kwargs)  # type: ignore[call-overload, no-any-return]
+
+    def chown(self, path: Path) -> None:
+        if os.getuid() == 0:
+            for root, dirs, files in os.walk(path):
+                for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                    os.lchown(name, self.uid, self.gid)
+
+
+def make_user(tmp: Path, uid: int) -> User:
+    """A user with a fresh home (under /home when we can) and a project."""
+    if os.getuid() == 0 and uid != 0:
+        home = Path(f"/home/coop-test-{uid}-{os.getpid()}")
+        if home.exists():
+            shutil.rmtree(home)
+        home.mkdir(parents=True)
+    else:
+        home = tmp / "home"
+        home.mkdir()
+    workspace = tmp / "project"
+    workspace.mkdir()
+    user = User(uid, uid if uid else 0, home, workspace, tmp / "coop-home")
+    user.coop_home.mkdir()
+    for path in (home, workspace, user.coop_home):
+        user.chown(path)
+    os.chmod(tmp, 0o755)
+    return user
+
+
+@dataclass
+class PtyRun:
+    """A process on a real PTY, as if a user ran it in a terminal."""
+
+    pid: int
+    fd: int
+    output: bytearray = field(default_factory=bytearray)
+
+    def read_until(self, needle: bytes, timeout: float = 10) -> bytes:
+        deadline = time.monotonic() + timeout
+        while needle not in self.output:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{needle!r} not seen; output: {bytes(self.output)!r}")
+            ready, _, _ = select.select([self.fd], [], [], remaining)
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"EOF before {needle!r}; output: {bytes(self.output)!r}")
+                self.output += chunk
+        return bytes(self.output)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def wait(self, timeout: float = 10) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self._drain()
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+            self._drain(0.05)
+        os.kill(self.pid, signal.SIGKILL)
+        raise AssertionError(f"still running; output: {bytes(self.output)!r}")
+
+    def _drain(self, timeout: float = 0) -> None:
+        while select.select([self.fd], [], [], timeout)[0]:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.output += chunk
+            timeout = 0
+
+
+def spawn_on_pty(user: User, args: list[str], size: tuple[int, int] = (30, 100)) -> PtyRun:
+    """Start `args` as `user` with a new PTY as its controlling terminal."""
+    import fcntl
+    import struct
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+            os.chdir(user.workspace)
+            user._demote()
+            os.execve(args[0], args, user.env())
+        finally:
+            os._exit(127)
+    return PtyRun(pid, fd)
