@@ -25,9 +25,10 @@ class Context:
     src: Source
     home: Path
 
-    def fail(self, keypath: KeyPath, message: str, hint: str = "") -> ConfigError:
-        return ConfigError(f"{self.src.where(keypath)}: `{format_keypath(keypath)}` {message}",
-                           hint)
+    def fail(self, keypath: KeyPath, message: str, hint: str = "",
+             at_key: bool = False) -> ConfigError:
+        return ConfigError(
+            f"{self.src.where(keypath, at_key)}: `{format_keypath(keypath)}` {message}", hint)
 
 
 def _type_name(value: Any) -> str:
@@ -147,7 +148,8 @@ class MapOf(Spec):
         out = {}
         for key, item in value.items():
             if self.key_pattern and not self.key_pattern.fullmatch(key):
-                raise ctx.fail(path + (key,), f"is not a valid name ({self.explain}).")
+                raise ctx.fail(path + (key,), f"is not a valid name ({self.explain}).",
+                               at_key=True)
             out[key] = self.value.check(item, path + (key,), ctx)
         return out
 
@@ -170,7 +172,7 @@ class Fields(Spec):
                 close = difflib.get_close_matches(key, list(self.fields), n=1, cutoff=0.6)
                 hint = (f"Did you mean `{format_keypath(path + (close[0],))}`?" if close else
                         "Known keys here: " + ", ".join(sorted(self.fields)) + ".")
-                raise ctx.fail(path + (key,), "is not a known key.", hint)
+                raise ctx.fail(path + (key,), "is not a known key.", hint, at_key=True)
             out[key] = spec.check(item, path + (key,), ctx)
         return out
 
@@ -281,7 +283,7 @@ class Mount(Spec):
         read_only = "ro" in options
         if VOLUME_NAME.fullmatch(src) and src not in (".", ".."):
             return MountSpec(None, src, dst, read_only, value)
-        host = Path(os.path.expanduser(src)) if src.startswith("~") else Path(src)
+        host = Path(str(ctx.home) + src[1:]) if src == "~" or src.startswith("~/") else Path(src)
         if not host.is_absolute():
             host = ctx.src.path.parent / host
         # Resolve symlinks: a link inside the home that points outside it is outside it.

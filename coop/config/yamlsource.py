@@ -31,9 +31,14 @@ class Source:
     data: dict[str, Any]
     positions: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
     text: str = ""
+    key_positions: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
+    """Where each mapping key itself is written (values may start later on the line)."""
 
-    def where(self, keypath: KeyPath) -> str:
+    def where(self, keypath: KeyPath, at_key: bool = False) -> str:
         """`file:line:col` for a key path, falling back to its nearest known parent."""
+        if at_key and keypath in self.key_positions:
+            line, col = self.key_positions[keypath]
+            return f"{self.path}:{line}:{col}"
         probe = keypath
         while probe and probe not in self.positions:
             probe = probe[:-1]
@@ -64,6 +69,8 @@ def _convert(node: yaml.Node, path: KeyPath, src: Source, loader: Any) -> Any:
                     f"{src.path}:{key_node.start_mark.line + 1}:{key_node.start_mark.column + 1}: "
                     f"duplicate key `{format_keypath(path + (key,))}`.",
                     "Keep one of them.")
+            src.key_positions[path + (key,)] = (key_node.start_mark.line + 1,
+                                                key_node.start_mark.column + 1)
             out[key] = _convert(value_node, path + (key,), src, loader)
         return out
     if isinstance(node, yaml.SequenceNode):

@@ -253,6 +253,8 @@ def prepare(plan: SandboxPlan) -> None:
         for top in plan.layout.overlaid:
             (upper / "root" / top).mkdir(exist_ok=True)
             (upper / "work" / top).mkdir(exist_ok=True)
+    else:
+        (upper / "work" / "root").mkdir(exist_ok=True)
     Path(plan.stage).mkdir(parents=True, exist_ok=True)
     for path, is_dir in plan.mount_points:
         _prepare_mount_point(plan, path, is_dir)

@@ -1,0 +1,75 @@
+"""The command line itself: help, import weight, init, completion."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import COOP, User
+
+
+def test_importing_the_cli_loads_no_heavy_packages() -> None:
+    code = ("import sys, coop.cli; heavy = {'textual', 'aiohttp', 'aiortc', 'rich', 'pyroute2', "
+            "'asyncio'} & set(sys.modules); print(sorted(heavy))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert result.stdout == b"[]\n"
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["init"], ["doctor"], ["completion"]])
+def test_every_help_has_examples(command: list[str]) -> None:
+    result = subprocess.run(COOP + command + ["--help"], capture_output=True)
+    assert result.returncode == 0
+    assert b"examples:" in result.stdout
+
+
+def test_version() -> None:
+    result = subprocess.run(COOP + ["--version"], capture_output=True)
+    assert result.stdout.startswith(b"coop 0.")
+
+
+def test_usage_error_exits_2() -> None:
+    result = subprocess.run(COOP + ["run", "--network", "bogus"], capture_output=True)
+    assert result.returncode == 2
+    assert b"invalid choice: 'bogus'" in result.stderr
+
+
+def test_init_writes_a_valid_coopfile_and_refuses_to_overwrite(user: User) -> None:
+    result = user.coop("init", "--agent", "claude")
+    assert result.returncode == 0, result.stderr
+    text = (user.workspace / "Coopfile").read_text()
+    assert "command: claude" in text and "ANTHROPIC_API_KEY: $ANTHROPIC_API_KEY" in text
+    again = user.coop("init")
+    assert again.returncode == 1
+    assert b"already exists; not replacing it." in again.stderr
+    assert (user.workspace / "Coopfile").read_text() == text
+    # the written file is valid and runs
+    ran = user.coop("run", "--", "true", env=user.env(ANTHROPIC_API_KEY="k"))
+    assert ran.returncode == 0, ran.stderr
+    forced = user.coop("init", "--force", "--agent", "aider")
+    assert forced.returncode == 0
+    assert "command: aider" in (user.workspace / "Coopfile").read_text()
+
+
+def test_init_rejects_a_bad_image(user: User) -> None:
+    result = user.coop("init", "--image", "Not An Image")
+    assert result.returncode == 1
+    assert b"is not a valid image" in result.stderr
+    assert not (user.workspace / "Coopfile").exists()
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts_name_the_commands(shell: str) -> None:
+    result = subprocess.run(COOP + ["completion", shell], capture_output=True, check=True)
+    for word in (b"run", b"init", b"doctor", b"network", b"workspace"):
+        assert word in result.stdout
+
+
+def test_bash_completion_completes_subcommands(tmp_path: object) -> None:
+    script = subprocess.run(COOP + ["completion", "bash"], capture_output=True, check=True)
+    probe = (script.stdout.decode() + '\nCOMP_WORDS=(coop do); COMP_CWORD=1; _coop; '
+             'echo "${COMPREPLY[@]}"\nCOMP_WORDS=(coop run --net); COMP_CWORD=2; _coop; '
+             'echo "${COMPREPLY[@]}"\n')
+    result = subprocess.run(["bash", "-c", probe], capture_output=True, check=True)
+    assert result.stdout.decode().split("\n")[:2] == ["doctor", "--network"]
