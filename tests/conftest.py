@@ -16,6 +16,12 @@ from tests.helpers import THROWAWAY_UID, User, make_user
 IS_ROOT = os.getuid() == 0
 
 
+def _demote_to_throwaway() -> None:
+    os.setgroups([])
+    os.setgid(THROWAWAY_UID)
+    os.setuid(THROWAWAY_UID)
+
+
 def _check_reachable() -> None:
     """The throwaway uid must be able to run this interpreter and import coop."""
     if not IS_ROOT:
@@ -23,8 +29,7 @@ def _check_reachable() -> None:
     probe = subprocess.run(
         [sys.executable, "-c", "import coop, yaml"], capture_output=True,
         env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-        preexec_fn=lambda: (os.setgroups([]), os.setgid(THROWAWAY_UID),
-                            os.setuid(THROWAWAY_UID)))  # type: ignore[func-returns-value]
+        preexec_fn=_demote_to_throwaway)
     if probe.returncode != 0:
         pytest.exit(
             f"uid {THROWAWAY_UID} cannot run {sys.executable} with coop: "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import sys
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def run(argv: list[str], workspace: Path | None, coopfile: Path | None,
         print(f"coop: warning: {warning}", file=sys.stderr)
     layout = resolve_base(config.image, paths)
     interactive = os.isatty(0) and os.isatty(1)
-    run_id = f"run-{os.getpid()}-{secrets.token_hex(3)}"
+    run_id = f"run-{os.getpid()}-{os.urandom(3).hex()}"
     ensure_private_dir(paths.run_dir)
     ensure_private_dir(paths.data_dir)
     upper = paths.sessions_dir / run_id

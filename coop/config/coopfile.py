@@ -46,7 +46,7 @@ def builtin_defaults() -> dict[str, Any]:
 
 
 def _appends(path: tuple[str, ...]) -> bool:
-    return any(len(p) == len(path) and all(a in ("*", b) for a, b in zip(p, path))
+    return any(len(p) == len(path) and all(a in ("*", b) for a, b in zip(p, path, strict=True))
                for p in APPENDING_LISTS)
 
 

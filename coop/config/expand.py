@@ -28,7 +28,8 @@ def expand_value(value: str, environ: Mapping[str, str], missing: set[str]) -> s
     return _VAR.sub(substitute, value)
 
 
-def expand_env(env: Mapping[str, str], environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+def expand_env(env: Mapping[str, str],
+               environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     """Expand every value; returns the result and one warning per unset variable."""
     missing: set[str] = set()
     out = {key: expand_value(value, environ, missing) for key, value in env.items()}

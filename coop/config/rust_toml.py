@@ -15,6 +15,7 @@ from typing import Any
 from coop.config.yamlsource import KeyPath, Source
 from coop.errors import ConfigError
 
+
 def _positions(text: str) -> dict[KeyPath, tuple[int, int]]:
     """Line and column of each `key =` under its `[table]` header."""
     positions: dict[KeyPath, tuple[int, int]] = {}

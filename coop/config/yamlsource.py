@@ -9,18 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from coop.errors import ConfigError
 
+if TYPE_CHECKING:
+    import yaml
+
 KeyPath = tuple[str | int, ...]
 
-try:
-    _Loader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML without libyaml
-    _Loader = yaml.SafeLoader
+
+def _loader_class() -> Any:
+    """libyaml's loader when present. yaml is imported here, not at module level: it costs
+    about 10 ms, which `coop run` in a project without a Coopfile should not pay."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass
@@ -55,6 +59,8 @@ def format_keypath(keypath: KeyPath) -> str:
 
 
 def _convert(node: yaml.Node, path: KeyPath, src: Source, loader: Any) -> Any:
+    import yaml
+
     src.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
@@ -80,9 +86,12 @@ def _convert(node: yaml.Node, path: KeyPath, src: Source, loader: Any) -> Any:
 
 def parse_yaml(text: str, path: Path) -> Source:
     """Parse YAML text into a `Source`; syntax errors name the file, line and column."""
+    import yaml
+
     src = Source(path=path, data={}, text=text)
+    loader_class = _loader_class()
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = yaml.compose(text, Loader=loader_class)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -91,7 +100,7 @@ def parse_yaml(text: str, path: Path) -> Source:
         raise ConfigError(f"{path}: invalid YAML: {exc}.") from None
     if node is None:
         return src
-    loader = _Loader("")
+    loader = loader_class("")
     try:
         data = _convert(node, (), src, loader)
     finally:

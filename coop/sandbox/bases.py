@@ -7,7 +7,6 @@ that a later run would trust.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -33,6 +32,8 @@ def resolve_base(image: str, paths: CoopPaths) -> BaseLayout:
 
 
 def _unpacked_tar(archive: Path, paths: CoopPaths) -> Path:
+    import hashlib
+
     try:
         st = archive.stat()
     except OSError as exc:

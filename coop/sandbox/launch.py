@@ -141,7 +141,8 @@ def _outer(plan: SandboxPlan, sock: socket.socket, stdio: tuple[int, int, int],
         try:
             sc.unshare(flags)
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot create namespaces: {os.strerror(exc.errno)}")
+            raise OSError(exc.errno,
+                          f"cannot create namespaces: {os.strerror(exc.errno or 0)}") from None
         _write_id_maps(0, plan.identity.uid, 0, plan.identity.gid)
         if plan.network != "host":
             from coop.sandbox.netns import loopback_up
@@ -156,7 +157,7 @@ def _outer(plan: SandboxPlan, sock: socket.socket, stdio: tuple[int, int, int],
             signal.signal(sig, lambda s, _f: _kill(init, s))
         _, status = os.waitpid(init, 0)
         code = exit_code(status)
-    except BaseException as exc:  # noqa: BLE001 - report any failure, never run unsandboxed
+    except BaseException as exc:
         _report(sock, exc)
     finally:
         os._exit(code)
@@ -190,7 +191,8 @@ def _init(plan: SandboxPlan, sock: socket.socket) -> None:
             try:
                 op.apply(plan.stage)
             except OSError as exc:
-                raise OSError(exc.errno, f"{op.describe()}: {os.strerror(exc.errno)}") from None
+                reason = os.strerror(exc.errno or 0)
+                raise OSError(exc.errno, f"{op.describe()}: {reason}") from None
         sc.sethostname(plan.name)
         os.chdir(plan.stage)
         sc.pivot_root(".", ".")
@@ -211,7 +213,7 @@ def _init(plan: SandboxPlan, sock: socket.socket) -> None:
         if master is not None:
             os.close(master)
         sock.close()
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         _report(sock, exc)
         os._exit(1)
     _reap(child)
@@ -247,7 +249,7 @@ def _exec_command(plan: SandboxPlan, slave: int | None) -> None:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
         sc.drop_all_capabilities()
         os.chdir(plan.cwd)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         os.write(2, f"coop: cannot start the command: {exc}\n".encode())
         os._exit(126)
     name = plan.argv[0]

@@ -20,7 +20,16 @@ from coop.errors import SandboxError
 from coop.paths import CoopPaths
 from coop.sandbox.identity import Identity, group_with, passwd_with
 from coop.sandbox.mounts import (
-    Bind, Dev, Mask, MountOp, Overlay, Proc, ReadOnlyRoot, Symlink, Sysfs, Tmpfs,
+    Bind,
+    Dev,
+    Mask,
+    MountOp,
+    Overlay,
+    Proc,
+    ReadOnlyRoot,
+    Symlink,
+    Sysfs,
+    Tmpfs,
 )
 
 # Top-level host directories that make up the `host` base; everything else is absent.
@@ -66,7 +75,9 @@ class BaseLayout:
 
 def host_layout() -> BaseLayout:
     points = host_mount_points()
-    overlaid, bound, links = [], [], []
+    overlaid: list[str] = []
+    bound: list[str] = []
+    links: list[tuple[str, str]] = []
     for name in HOST_SYSTEM_DIRS:
         path = "/" + name
         if os.path.islink(path):
@@ -272,9 +283,11 @@ def prepare(plan: SandboxPlan) -> None:
 
 def _prepare_mount_point(plan: SandboxPlan, path: str, is_dir: bool) -> None:
     ident = plan.identity
+    lower: str | None
+    up: Path | None
     if _under(path, ident.home) and path != ident.home:
         lower, up = None, plan.upper_root / "home" / os.path.relpath(path, ident.home)
-        base: Path | str = plan.upper_root / "home"
+        base = plan.upper_root / "home"
     elif _under(path, plan.cwd):
         return  # inside the workspace bind: mounted over what the project has there
     else:

@@ -1,0 +1,1 @@
+"""coop's benchmarks: `python -m bench NAME` (see docs/benchmarks.md)."""

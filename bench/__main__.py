@@ -1,0 +1,22 @@
+"""`python -m bench [NAME…]`: run benchmarks by name (all when none is given)."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import sandbox_start
+
+BENCHMARKS = {"sandbox": sandbox_start.main}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHMARKS)
+    for name in names:
+        if name not in BENCHMARKS:
+            print(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
+            return 2
+        BENCHMARKS[name]()
+    return 0
+
+
+raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,49 @@
+"""Helpers shared by benchmarks: timing whole processes, medians, dropping root."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+
+BENCH_UID = 54322
+
+
+def demote() -> None:
+    """Run as an unprivileged throwaway uid when started as root: what users are."""
+    if os.getuid() == 0:
+        os.setgroups([])
+        os.setgid(BENCH_UID)
+        os.setuid(BENCH_UID)
+
+
+def time_command(argv: Sequence[str], runs: int, env: dict[str, str], cwd: str) -> list[float]:
+    """Wall times in ms of `runs` runs of a whole process, after one warm-up run."""
+    times = []
+    for index in range(runs + 1):
+        start = time.perf_counter()
+        result = subprocess.run(argv, env=env, cwd=cwd, preexec_fn=demote,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        elapsed = (time.perf_counter() - start) * 1000
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.decode()[-500:]}")
+        if index:
+            times.append(elapsed)
+    return times
+
+
+def time_call(func: Callable[[], object], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        func()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def summary(times: list[float]) -> str:
+    ordered = sorted(times)
+    p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+    return f"median {statistics.median(times):7.1f} ms   p90 {p90:7.1f} ms   (n={len(times)})"
