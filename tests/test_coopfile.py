@@ -161,3 +161,30 @@ def test_missing_f_file(user: User) -> None:
     result = user.coop("run", "-f", "nope.yaml", "--", "true")
     assert result.returncode == 1
     assert b"nope.yaml: no such file." in result.stderr
+
+
+BROKEN = {
+    "unknown key": ("imgae: host\n", {}, "Coopfile:1:1: `imgae` is not a known key."),
+    "wrong type": ("limits: {pids: many}\n", {},
+                   "Coopfile:1:16: `limits.pids` must be a whole number, not a string."),
+    "cycle": ("extends: [a.yaml]\n", {"a.yaml": "extends: [Coopfile]\n"},
+              "a.yaml:1:11: `extends` makes a cycle:"),
+    "missing extends": ("extends: [nowhere.yaml]\n", {},
+                        "Coopfile:1:11: `extends[0]` names"),
+    "bad mount": ("mounts: ['~/x']\n", {}, "Coopfile:1:10: `mounts[0]` is '~/x'; a mount is"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_coopfiles_through_the_cli(user: User, case: str) -> None:
+    text, others, expected = BROKEN[case]
+    (user.workspace / "Coopfile").write_text(text)
+    for name, content in others.items():
+        (user.workspace / name).write_text(content)
+    user.chown(user.workspace)
+    result = user.coop("run", "--", "touch", "/workspace/ran")
+    message = result.stderr.decode()
+    assert result.returncode == 1, message
+    assert message.startswith("coop: ") and expected in message
+    assert "Traceback" not in message and len(message.strip().splitlines()) <= 2
+    assert not (user.workspace / "ran").exists()

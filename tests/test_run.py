@@ -212,3 +212,22 @@ def test_tar_base_and_hostile_entries(user: User, world_tmp: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"ID=coop-test-busybox\n"
     assert not outside.exists()
+
+
+def test_limits_apply_inside(user: User) -> None:
+    (user.workspace / "Coopfile").write_text("limits: {nofile: 256, pids: 500}\n")
+    user.chown(user.workspace)
+    result = user.coop("run", "--", "python3", "-c",
+                       "import resource as r; print(r.getrlimit(r.RLIMIT_NOFILE)[0], "
+                       "r.getrlimit(r.RLIMIT_NPROC)[0])")
+    assert result.stdout.split() == [b"256", b"500"], result.stderr
+
+
+def test_unreadable_workspace_is_a_clear_error(user: User, world_tmp: Path) -> None:
+    private = world_tmp / "private"
+    private.mkdir(mode=0o700)
+    result = user.coop("run", "-w", str(private), "--", "true")
+    if user.is_root:
+        return
+    assert result.returncode == 1
+    assert result.stderr.decode().startswith(f"coop: cannot use {private} as the workspace")

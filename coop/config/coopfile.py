@@ -168,8 +168,11 @@ def load_config(paths: CoopPaths, workspace: Path | None = None, coopfile: Path 
     home = home or Path(os.path.expanduser("~"))
     workspace_given = workspace is not None
     workspace = Path(os.path.realpath(workspace or Path.cwd()))
-    if not workspace.is_dir():
-        raise ConfigError(f"workspace {workspace} is not a directory.")
+    try:
+        os.listdir(workspace)
+    except OSError as exc:
+        raise ConfigError(f"cannot use {workspace} as the workspace: {exc.strerror}.",
+                          "Pass a directory you can read and write with -w.") from None
     merged = builtin_defaults()
     sources: list[Path] = []
     if paths.config_file.is_file():
