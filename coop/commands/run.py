@@ -66,8 +66,8 @@ def run(argv: list[str], workspace: Path | None, coopfile: Path | None,
 
 def _run_with_pty(plan: SandboxPlan) -> int:
     sandbox = launch(plan)
-    assert sandbox.master_fd is not None
-    master = sandbox.master_fd
+    _, master = sandbox.spawn_result()
+    assert master is not None
     with raw_terminal(0):
         status = relay([Pipe(0, master, close_dst_on_eof=False),
                         Pipe(master, 1, close_dst_on_eof=False, output=True)],
@@ -97,5 +97,6 @@ def _run_with_pipes(plan: SandboxPlan) -> int:
     sandbox = launch(plan, (stdio[0], stdio[1], stdio[2]))
     for fd in theirs:
         os.close(fd)
+    sandbox.spawn_result()
     status = relay(pipes, sandbox.pid, forward_to=sandbox.pid)
     return exit_code(status)
