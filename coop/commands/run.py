@@ -19,7 +19,8 @@ from coop.paths import coop_paths, ensure_private_dir
 from coop.pty.relay import Pipe, raw_terminal, relay, window_size
 from coop.sandbox.bases import resolve_base
 from coop.sandbox.identity import current_identity
-from coop.sandbox.launch import exit_code, launch
+from coop.sandbox.init import exit_code
+from coop.sandbox.launch import launch
 from coop.sandbox.plan import SandboxPlan, build_plan, prepare, remove_tree
 
 

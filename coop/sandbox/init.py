@@ -87,7 +87,7 @@ def exec_command(argv: list[str], env: dict[str, str], cwd: str, limits: dict[st
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
         sc.drop_all_capabilities()
         os.chdir(cwd)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         os.write(2, f"coop: cannot start the command: {exc}\n".encode())
         os._exit(126)
     name = argv[0]

@@ -175,7 +175,7 @@ def _outer(plan: SandboxPlan, sock: socket.socket, stdio: tuple[int, int, int], 
             signal.signal(sig, lambda s, _f: _kill(init, s))
         _, status = os.waitpid(init, 0)
         code = exit_code(status)
-    except BaseException as exc:  # noqa: BLE001 - report any failure, never run unsandboxed
+    except BaseException as exc:
         report(sock, exc)
     finally:
         os._exit(code)
@@ -209,7 +209,7 @@ def _init(plan: SandboxPlan, sock: socket.socket, first: dict[str, Any] | None,
         sc.unshare(sc.CLONE_NEWUSER)
         _write_id_maps(plan.identity.uid, 0, plan.identity.gid, 0)
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         report(sock, exc)
         os._exit(1)
     Init(sock, plan.limits, exit_with_first).serve(first)
