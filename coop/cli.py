@@ -19,7 +19,17 @@ HELP = """\
 coop runs AI coding agents (Claude Code, Codex, Aider, any CLI) in a rootless
 sandbox of your project.
 
+usage without a command:
+  coop [-d] [-n NAME] [-w DIR] [-f FILE] [-- CMD...]
+      attach to the workspace's session, or start it (the Coopfile's agent, or CMD);
+      -d starts it in the background. Ctrl+] detaches; the session keeps running.
+
 examples:
+  coop                             start (or come back to) this project's agent session
+  coop -d -- claude                start Claude Code in the background
+  coop attach myapp                attach this terminal to session myapp (Ctrl+] detaches)
+  coop shell                       a shell in the same sandbox as the agent
+  coop ls                          every session, its state, PTYs and clients
   coop run -- bash                 a shell in a sandbox of the current directory
   coop run -w ~/src/app -- make    run the test suite of ~/src/app sandboxed
   coop init --agent claude         write a commented Coopfile for Claude Code
@@ -73,13 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show tracebacks and more detail")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    parser.add_argument("-d", "--detach", action="store_true",
+                        help="start the session in the background")
+    parser.add_argument("-n", "--name", metavar="NAME", help="the session's name")
+    parser.add_argument("-w", "--workspace", type=Path, metavar="DIR",
+                        help="the project directory (default: the current directory)")
+    parser.add_argument("-f", "--file", type=Path, metavar="FILE", help="the Coopfile")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a command in a fresh sandbox, in the foreground",
                          description=RUN_HELP, formatter_class=_formatter)
-    run.add_argument("-w", "--workspace", type=Path, metavar="DIR",
+    run.add_argument("-w", "--workspace", dest="run_workspace", type=Path, metavar="DIR",
                      help="the project directory (default: the current directory)")
-    run.add_argument("-f", "--file", type=Path, metavar="FILE",
+    run.add_argument("-f", "--file", dest="run_file", type=Path, metavar="FILE",
                      help="the Coopfile (default: Coopfile, coop.yaml or coop.toml in DIR)")
     run.add_argument("--network", choices=("none", "host"),
                      help="network mode (default: the Coopfile's, else host)")
@@ -92,13 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="which agent the Coopfile starts (default: shell)")
     init.add_argument("--image", default="host", metavar="REF",
                       help="the base: host (default), dir:PATH, tar:PATH or an OCI reference")
-    init.add_argument("-w", "--workspace", type=Path, metavar="DIR",
+    init.add_argument("-w", "--workspace", dest="init_workspace", type=Path, metavar="DIR",
                       help="where to write it (default: the current directory)")
     init.add_argument("--force", action="store_true", help="replace an existing Coopfile")
 
     doctor = sub.add_parser("doctor", help="check that this machine can run sandboxes",
                             description=DOCTOR_HELP, formatter_class=_formatter)
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+
+    _add_session_commands(sub)
 
     completion = sub.add_parser("completion", help="print a shell completion script",
                                 description="examples:\n  eval \"$(coop completion bash)\"\n"
@@ -109,16 +127,72 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _example(text: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in text.strip().splitlines())
+
+
+def _add_session_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def add(name: str, help_text: str, examples: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = sub.add_parser(
+            name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".\n\n"
+            + _example(examples), formatter_class=_formatter)
+        return parser
+
+    attach = add("attach", "attach this terminal to a session's PTY (Ctrl+] detaches)",
+                 "coop attach\ncoop attach myapp\ncoop attach ~/src/myapp --pty 1")
+    attach.add_argument("session", nargs="?", help="name or workspace path (default: this "
+                        "directory's session, or the only one)")
+    attach.add_argument("--pty", type=int, default=0, help="which PTY (0 is the agent)")
+
+    shell = add("shell", "open (or re-attach to) a shell in a session's sandbox",
+                "coop shell\ncoop shell myapp --new\ncoop shell -c 'git status'")
+    shell.add_argument("session", nargs="?", help="name or workspace path")
+    shell.add_argument("-c", dest="shell_command", metavar="CMD", help="run CMD in a new PTY")
+    shell.add_argument("--new", action="store_true", help="always open a new shell PTY")
+
+    ls = add("ls", "list sessions: state, PTYs, clients, age", "coop ls\ncoop ls --json")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+
+    logs = add("logs", "print a PTY's scrollback as text",
+               "coop logs\ncoop logs myapp -n 50\ncoop logs -f --raw")
+    logs.add_argument("session", nargs="?", help="name or workspace path")
+    logs.add_argument("--pty", type=int, default=0, help="which PTY (0 is the agent)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+    logs.add_argument("-n", "--lines", type=int, metavar="N", help="only the last N lines")
+    logs.add_argument("--raw", action="store_true", help="keep escape sequences")
+
+    restart = add("restart", "restart a session's agent", "coop restart\ncoop restart myapp")
+    restart.add_argument("session", nargs="?", help="name or workspace path")
+
+    kill = add("kill", "end sessions: stop the sandbox and discard its upper dir",
+               "coop kill\ncoop kill myapp other\ncoop kill --all -f")
+    kill.add_argument("sessions", nargs="*", metavar="SESSION", help="names or workspace paths")
+    kill.add_argument("--all", action="store_true", help="every session")
+    kill.add_argument("-f", "--force", action="store_true", help="no 5 s grace period")
+
+    status = add("status", "the daemon, and this directory's Coopfile",
+                 "coop status\ncoop status --json")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+    daemon = add("daemon", "the background daemon itself",
+                 "coop daemon status\ncoop daemon stop\ncoop daemon logs -f")
+    daemon.add_argument("action", choices=("status", "stop", "logs"))
+    daemon.add_argument("-f", "--follow", action="store_true", help="with logs: keep printing")
+
+
+def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser,
+              tail: list[str]) -> int:
     if args.command == "run":
         from coop.commands.run import run
 
-        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-        return run(cmd, args.workspace, args.file, args.network)
+        cmd = tail or (args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd)
+        return run(cmd, args.run_workspace, args.run_file, args.network)
+    if args.command in SESSION_COMMANDS:
+        return _dispatch_session(args)
     if args.command == "init":
         from coop.commands.init import init
 
-        return init(args.workspace or Path.cwd(), args.agent, args.image, args.force,
+        return init(args.init_workspace or Path.cwd(), args.agent, args.image, args.force,
                     quiet=args.quiet)
     if args.command == "doctor":
         from coop.commands.doctor import doctor
@@ -129,15 +203,42 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         sys.stdout.write(completion_script(args.shell, parser))
         return 0
-    parser.print_help()
-    return 0
+    from coop.commands.session import start_or_attach
+
+    return start_or_attach(args.workspace, args.file, args.name, tail, args.detach, args.quiet)
+
+
+SESSION_COMMANDS = ("attach", "shell", "ls", "logs", "restart", "kill", "status", "daemon")
+
+
+def _dispatch_session(args: argparse.Namespace) -> int:
+    from coop.commands import session
+
+    if args.command == "attach":
+        return session.attach(args.session, args.pty)
+    if args.command == "shell":
+        return session.shell(args.session, args.shell_command, args.new)
+    if args.command == "ls":
+        return session.ls(args.json)
+    if args.command == "logs":
+        return session.logs(args.session, args.pty, args.follow, args.lines, args.raw)
+    if args.command == "restart":
+        return session.restart(args.session)
+    if args.command == "kill":
+        return session.kill(args.sessions, args.all, args.force)
+    if args.command == "status":
+        return session.status(args.json)
+    return session.daemon(args.action, args.follow)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    head, tail = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv \
+        else (argv, [])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(head)
     try:
-        return _dispatch(args, parser)
+        return _dispatch(args, parser, tail)
     except CoopError as exc:
         print(f"coop: {exc.render()}", file=sys.stderr)
         return exc.exit_code

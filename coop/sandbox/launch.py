@@ -152,6 +152,7 @@ def _outer(plan: SandboxPlan, sock: socket.socket, stdio: tuple[int, int, int], 
         for target, fd in enumerate(stdio):
             if fd != target:
                 os.dup2(fd, target, inheritable=True)
+        _close_other_fds(keep={0, 1, 2, sock.fileno()})
         flags = (sc.CLONE_NEWUSER | sc.CLONE_NEWNS | sc.CLONE_NEWPID | sc.CLONE_NEWUTS
                  | sc.CLONE_NEWIPC)
         if plan.network != "host":
@@ -179,6 +180,17 @@ def _outer(plan: SandboxPlan, sock: socket.socket, stdio: tuple[int, int, int], 
         report(sock, exc)
     finally:
         os._exit(code)
+
+
+def _close_other_fds(keep: set[int]) -> None:
+    """Nothing of the caller's (client sockets, pipes, the daemon's listener) may leak in."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -1,0 +1,145 @@
+"""Attaching this terminal to a PTY of a session (`coop`, `coop attach`, `coop shell`).
+
+Raw mode, both directions relayed, SIGWINCH passed on as a `resize` control frame, and the
+detach key (Ctrl+] unless configured) handled here: it never reaches the agent. Whatever
+ends the attachment — detach, the PTY exiting, the connection dropping — the terminal
+gets back its exact attributes and its modes (alternate screen, mouse, bracketed paste,
+application cursor keys, cursor visibility) are switched back off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import selectors
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+
+from coop.errors import CoopError
+from coop.ipc.framing import CONTROL, FrameParser, encode_control, encode_data
+from coop.pty.relay import raw_terminal, window_size
+
+RESTORE_MODES = (b"\x1b[0m\x1b[?1l\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l"
+                 b"\x1b[?2004l\x1b[?25h")
+_ALT = re.compile(rb"\x1b\[\?(?:1049|1047|47)([hl])")
+
+
+def detach_byte(keys: str) -> bytes:
+    """`ctrl-]` -> b"\\x1d"."""
+    match = re.fullmatch(r"ctrl-(.)", keys.strip().lower())
+    if not match:
+        raise CoopError(f"detach key {keys!r} is not of the form ctrl-X.")
+    return bytes([ord(match.group(1).upper()) & 0x1F])
+
+
+@dataclass
+class Outcome:
+    reason: str
+    exit_code: int | None = None
+
+
+def stream(sock: socket.socket, session: str, detach: bytes) -> Outcome:
+    """Relay until detached or disconnected; the terminal is restored afterwards."""
+    interactive = os.isatty(0)
+    alternate = False
+    with raw_terminal(0) if interactive else contextlib.nullcontext():
+        try:
+            outcome, alternate = _relay(sock, detach, interactive)
+        finally:
+            restore = RESTORE_MODES + (b"\x1b[?1049l" if alternate else b"")
+            if os.isatty(1):
+                os.write(1, restore)
+    return outcome
+
+
+def _relay(sock: socket.socket, detach: bytes, interactive: bool) -> tuple[Outcome, bool]:
+    parser = FrameParser(stream=True)
+    alternate = False
+    exit_code: int | None = None
+    sel = selectors.DefaultSelector()
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    old_wakeup = signal.set_wakeup_fd(wake_w)
+    old_winch = signal.signal(signal.SIGWINCH, lambda *_: None)
+    sel.register(sock, selectors.EVENT_READ, "sock")
+    sel.register(0, selectors.EVENT_READ, "stdin")
+    sel.register(wake_r, selectors.EVENT_READ, "signal")
+    if interactive:
+        _send_size(sock)
+    try:
+        while True:
+            for key, _ in sel.select():
+                if key.data == "signal":
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 512)
+                    _send_size(sock)
+                elif key.data == "stdin":
+                    data = os.read(0, 65536)
+                    if not data:
+                        sel.unregister(0)
+                        continue
+                    if detach in data:
+                        before = data[:data.index(detach)]
+                        if before:
+                            sock.sendall(encode_data(before))
+                        sock.sendall(encode_control({"type": "detach"}))
+                        return Outcome("detached"), alternate
+                    sock.sendall(encode_data(data))
+                else:
+                    data = sock.recv(262144)
+                    if not data:
+                        return Outcome("lost", exit_code), alternate
+                    parser.feed(data)
+                    for kind, body in parser.frames():
+                        if kind == CONTROL:
+                            control = json.loads(body)
+                            what = control.get("type")
+                            if what == "pty_exited":
+                                exit_code = control.get("code")
+                            elif what == "pty_restarting":
+                                exit_code = None
+                            elif what == "detached":
+                                return Outcome(str(control.get("reason", "detached")),
+                                               exit_code), alternate
+                            continue
+                        for match in _ALT.finditer(body):
+                            alternate = match.group(1) == b"h"
+                        _write_all(body)
+    finally:
+        signal.signal(signal.SIGWINCH, old_winch)
+        signal.set_wakeup_fd(old_wakeup)
+        sel.close()
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+def _send_size(sock: socket.socket) -> None:
+    size = window_size(0) or window_size(1)
+    if size:
+        sock.sendall(encode_control({"type": "resize", "rows": size[0], "cols": size[1]}))
+
+
+def _write_all(data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(1, view):]
+        except BlockingIOError:
+            selectors.DefaultSelector().select(0.01)
+
+
+def report(session: str, outcome: Outcome) -> int:
+    """Print how the attachment ended; returns the exit code for the CLI."""
+    if outcome.reason == "detached" or outcome.reason == "detach":
+        print(f"\r\n[detached from {session}; `coop attach {session}` to come back]",
+              file=sys.stderr)
+        return 0
+    if outcome.reason == "lost":
+        print(f"\r\n[the connection to session {session} was lost; its supervisor may have "
+              "died. `coop ls` shows what is running]", file=sys.stderr)
+        return 1
+    print(f"\r\n[{session}: {outcome.reason}]", file=sys.stderr)
+    return outcome.exit_code or 0

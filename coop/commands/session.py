@@ -1,0 +1,244 @@
+"""Session commands: `coop` itself, attach, shell, ls, logs, restart, kill, status, daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from coop.commands.attach import detach_byte, report, stream
+from coop.config.coopfile import load_config
+from coop.config.expand import expand_env
+from coop.errors import CoopError
+from coop.ipc.client import DaemonError, call, connect, request
+from coop.ipc.framing import CONTROL, FrameParser
+from coop.paths import coop_paths
+from coop.pty.relay import window_size
+
+IDENTITY_VARS = ("HOME", "USER")
+
+
+def _size() -> list[int]:
+    size = window_size(0) or window_size(1) or (24, 80)
+    return [size[0], size[1]]
+
+
+def start_or_attach(workspace: Path | None, coopfile: Path | None, name: str | None,
+                    argv: list[str], detached: bool, quiet: bool = False) -> int:
+    """`coop`: attach to the workspace's session, or create it."""
+    paths = coop_paths()
+    config = load_config(paths, workspace, coopfile)
+    with connect(paths) as sock:
+        sessions = request(sock, {"cmd": "ls"})["sessions"]
+        existing = [s for s in sessions if (s["name"] == name if name
+                                            else s.get("workspace") == str(config.workspace))]
+        if existing:
+            session = existing[0]["name"]
+            if argv and not quiet:
+                print(f"coop: session {session} already runs; attaching to it "
+                      "(the command is ignored).", file=sys.stderr)
+        else:
+            env, warnings = expand_env(config.env, os.environ)
+            for warning in warnings:
+                print(f"coop: warning: {warning}", file=sys.stderr)
+            reply = request(sock, {
+                "cmd": "create", "workspace": str(config.workspace),
+                "coopfile": str(coopfile.absolute()) if coopfile else None,
+                "name": name, "argv": argv or None, "env": env,
+                "term": os.environ.get("TERM", "xterm-256color"),
+                "lang": os.environ.get("LANG", "C.UTF-8"), "size": _size(),
+                "identity_env": {k: os.environ[k] for k in IDENTITY_VARS if k in os.environ}})
+            session = reply["session"]
+            if detached:
+                if not quiet:
+                    print(session)
+                return 0
+    if detached:
+        return 0
+    return attach(session, 0, config.detach_keys)
+
+
+def attach(session: str | None, pty: int, detach_keys: str = "ctrl-]",
+           kind: str = "local", cmd: str = "attach", extra: dict[str, Any] | None = None) -> int:
+    paths = coop_paths()
+    sock = connect(paths)
+    message: dict[str, Any] = {"cmd": cmd, "session": session, "pty": pty, "kind": kind,
+                               "size": _size(), "cwd": os.getcwd(), **(extra or {})}
+    reply = request(sock, message)
+    name = str(reply.get("session", session))
+    try:
+        outcome = stream(sock, name, detach_byte(detach_keys))
+    finally:
+        sock.close()
+    return report(name, outcome)
+
+
+def shell(session: str | None, command: str | None, new: bool) -> int:
+    extra: dict[str, Any] = {"new": new}
+    if command:
+        extra["argv"] = ["/bin/sh", "-c", command]
+    return attach(session, 0, cmd="shell", extra=extra)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _clients(ptys: list[dict[str, Any]]) -> str:
+    totals: dict[str, int] = {}
+    for pty in ptys:
+        for kind, count in pty.get("clients", {}).items():
+            totals[kind] = totals.get(kind, 0) + count
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(totals.items())) or "-"
+
+
+def ls(as_json: bool) -> int:
+    sessions = call(coop_paths(), {"cmd": "ls"})["sessions"]
+    if as_json:
+        print(json.dumps(sessions, indent=2))
+        return 0
+    if not sessions:
+        print("No sessions. Start one with `coop` in a project (or `coop -d`).")
+        return 0
+    now = time.time()
+    rows = [("SESSION", "WORKSPACE", "STATE", "PTYS", "CLIENTS", "AGE")]
+    for s in sessions:
+        ptys = s.get("ptys", [])
+        waiting = any(p.get("waiting") for p in ptys if p.get("kind") == "agent")
+        state = s.get("state", "?") + (" (waiting)" if waiting else "")
+        alive = sum(1 for p in ptys if p.get("alive"))
+        home = os.path.expanduser("~")
+        workspace = str(s.get("workspace", ""))
+        if workspace.startswith(home + "/"):
+            workspace = "~" + workspace[len(home):]
+        rows.append((s["name"], workspace, state, str(alive), _clients(ptys),
+                     _age(now - s.get("created", now))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+              .rstrip())
+    return 0
+
+
+_ESCAPES = re.compile(rb"\x1b\[[0-9;?<>=!]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"
+                      rb"|\x1b[P^_][^\x1b]*\x1b\\|\x1b[()*+][0-9A-Za-z]|\x1b[@-Z\\-_=>78]")
+
+
+def plain_text(data: bytes) -> bytes:
+    """Terminal output as text: escape sequences stripped, CRLF as LF."""
+    text = _ESCAPES.sub(b"", data).replace(b"\r\n", b"\n")
+    return re.sub(rb"[^\n]*\r(?!\n)", b"", text).replace(b"\x07", b"")
+
+
+def logs(session: str | None, pty: int, follow: bool, lines: int | None, raw: bool) -> int:
+    sock = connect(coop_paths())
+    request(sock, {"cmd": "logs", "session": session, "pty": pty, "follow": follow,
+                   "lines": lines, "cwd": os.getcwd()})
+    parser = FrameParser(stream=True)
+    out = sys.stdout.buffer
+    try:
+        while True:
+            data = sock.recv(262144)
+            if not data:
+                break
+            parser.feed(data)
+            for kind, body in parser.frames():
+                if kind != CONTROL:
+                    out.write(body if raw else plain_text(body))
+            out.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return 0
+
+
+def restart(session: str | None) -> int:
+    reply = call(coop_paths(), {"cmd": "restart", "session": session, "cwd": os.getcwd()})
+    print(f"restarting the agent of {reply.get('session', session)}")
+    return 0
+
+
+def kill(sessions: list[str], all_sessions: bool, force: bool) -> int:
+    reply = call(coop_paths(), {"cmd": "kill", "sessions": sessions or None, "all": all_sessions,
+                                "force": force, "cwd": os.getcwd()})
+    for name in reply.get("killed", []):
+        print(f"killed {name}")
+    return 0
+
+
+def status(as_json: bool) -> int:
+    paths = coop_paths()
+    try:
+        daemon = call(paths, {"cmd": "status"}, autostart=False)
+    except DaemonError:
+        daemon = {"ok": False}
+    info: dict[str, Any] = {"daemon": daemon}
+    try:
+        config = load_config(paths)
+        info["workspace"] = str(config.workspace)
+        info["coopfile"] = [str(p) for p in config.sources]
+        info["image"] = config.image
+        info["network"] = config.network_mode
+    except CoopError as exc:
+        info["config_error"] = exc.render()
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return 0
+    if daemon.get("ok"):
+        print(f"daemon: running (pid {daemon['pid']}, up {_age(daemon['uptime'])}, "
+              f"{daemon['sessions']} session(s), {daemon['clients']} client(s))")
+    else:
+        print("daemon: not running (any coop command starts it)")
+    if "config_error" in info:
+        print(f"config: {info['config_error']}")
+    else:
+        print(f"workspace: {info['workspace']}")
+        print(f"coopfile: {', '.join(info['coopfile']) or 'none (defaults)'}")
+        print(f"image: {info['image']}   network: {info['network']}")
+    return 0
+
+
+def daemon(action: str, follow: bool = False) -> int:
+    paths = coop_paths()
+    if action == "status":
+        try:
+            reply = call(paths, {"cmd": "status"}, autostart=False)
+        except DaemonError:
+            print("the daemon is not running")
+            return 1
+        print(f"running: pid {reply['pid']}, version {reply['version']}, up "
+              f"{_age(reply['uptime'])}, {reply['sessions']} session(s), "
+              f"{reply['clients']} client(s)")
+        return 0
+    if action == "stop":
+        try:
+            call(paths, {"cmd": "shutdown"}, autostart=False)
+        except DaemonError:
+            print("the daemon is not running")
+            return 0
+        print("the daemon stopped; sessions keep running")
+        return 0
+    log = paths.daemon_log
+    if not log.exists():
+        print(f"no daemon log yet ({log})")
+        return 0
+    with open(log, "rb") as f:
+        f.seek(max(0, log.stat().st_size - 64 * 1024))
+        sys.stdout.buffer.write(f.read())
+        sys.stdout.flush()
+        while follow:
+            chunk = f.read()
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.2)
+    return 0

@@ -1,0 +1,1 @@
+"""The daemon (control plane) and the per-session supervisors (data plane)."""

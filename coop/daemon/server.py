@@ -1,0 +1,447 @@
+"""The daemon: one per user, the control plane of every session (SPEC §6, §7).
+
+Life cycle (uvicorn's shape): `serve()` = `startup()` (socket, pid file, re-adopting live
+sessions) → `main_loop()` (until stopped or idle) → `shutdown()` (tell clients, close, leave
+every session running). Terminal bytes never pass through here: an `attach` is handed to
+the session's supervisor together with the client's socket, so a flooding session cannot
+delay another one's keystrokes, and attached clients survive the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from coop import __version__
+from coop.daemon.supervisor import listen, session_socket
+from coop.daemon.zygote import Zygote
+from coop.ipc.conn import Conn, peer_uid
+from coop.ipc.framing import PROTOCOL_VERSION, ProtocolError, decode_json, encode, error
+from coop.paths import CoopPaths, ensure_private_dir
+
+log = logging.getLogger("coop.daemon")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+HANDOFF_COMMANDS = {"attach", "shell", "logs", "snapshot"}
+
+
+class SessionLink:
+    """The daemon's channel to one supervisor: requests with ids, events without."""
+
+    def __init__(self, daemon: Daemon, name: str, conn: Conn) -> None:
+        self.daemon = daemon
+        self.name = name
+        self.conn = conn
+        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.ids = itertools.count(1)
+        self.info: dict[str, Any] = {"name": name}
+        self.closed = asyncio.get_running_loop().create_future()
+
+    async def request(self, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+        ident = next(self.ids)
+        future = asyncio.get_running_loop().create_future()
+        self.pending[ident] = future
+        self.conn.reply({**message, "id": ident})
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return error("SESSION_NOT_FOUND", f"session {self.name} does not answer")
+        finally:
+            self.pending.pop(ident, None)
+
+    def handoff(self, client: Conn, request: dict[str, Any]) -> None:
+        frame = encode({"cmd": "handoff", "id": next(self.ids), "request": request})
+        self.conn.send_with_fds(frame, [client.fd])
+
+    def on_frame(self, conn: Conn, kind: int, body: bytes) -> None:
+        message = decode_json(body)
+        ident = message.pop("id", None)
+        if ident is not None:
+            future = self.pending.get(ident)
+            if future is not None and not future.done():
+                future.set_result(message)
+            return
+        if "event" in message:
+            if message["event"] == "clients" and "ptys" in self.info:
+                for pty in self.info["ptys"]:
+                    if pty["id"] == message.get("pty"):
+                        pty["clients"] = message.get("clients", {})
+            self.daemon.publish(message)
+
+    def on_close(self, conn: Conn) -> None:
+        for future in self.pending.values():
+            if not future.done():
+                future.set_result(error("SESSION_NOT_FOUND", f"session {self.name} ended"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self.daemon.forget(self)
+
+
+class Daemon:
+    def __init__(self, paths: CoopPaths, idle_timeout: float) -> None:
+        self.paths = paths
+        self.idle_timeout = idle_timeout
+        self.sessions: dict[str, SessionLink] = {}
+        self.clients: set[Conn] = set()
+        self.subscribers: set[Conn] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.started = time.time()
+        self.idle_since = time.monotonic()
+        self.stopping: asyncio.Event | None = None
+        self.zygote: Zygote | None = None
+        self.listener: socket.socket | None = None
+        self.socket_path = paths.run_dir / "daemon.sock"
+
+    # -- life cycle -------------------------------------------------------------------
+    def serve(self) -> None:
+        self.zygote = Zygote()  # forked before any event loop exists
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        await self.startup()
+        try:
+            await self.main_loop()
+        finally:
+            await self.shutdown()
+
+    async def startup(self) -> None:
+        ensure_private_dir(self.paths.run_dir)
+        ensure_private_dir(self.paths.run_dir / "sessions")
+        loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.adopt()
+        self.listener = listen(self.socket_path)
+        self.listener.setblocking(False)
+        loop.add_reader(self.listener.fileno(), self._accept)
+        (self.paths.run_dir / "daemon.pid").write_text(f"{os.getpid()}\n")
+        log.info("daemon %s started (pid %d), %d session(s) adopted", __version__, os.getpid(),
+                 len(self.sessions))
+
+    async def adopt(self) -> None:
+        """Re-attach to every live supervisor; drop the sockets of dead ones."""
+        for path in sorted((self.paths.run_dir / "sessions").glob("*.sock")):
+            name = path.name[:-len(".sock")]
+            link = await self._connect(name)
+            if link is None:
+                log.info("session %s: stale socket removed", name)
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+    async def _connect(self, name: str) -> SessionLink | None:
+        path = session_socket(self.paths, name)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, str(path))
+        except OSError:
+            sock.close()
+            return None
+        loop = asyncio.get_running_loop()
+        handshake: asyncio.Future[bool] = loop.create_future()
+
+        def first_frame(conn: Conn, kind: int, body: bytes) -> None:
+            ok = decode_json(body).get("ok") is True
+            if not handshake.done():
+                handshake.set_result(ok)
+
+        def closed(conn: Conn) -> None:
+            if not handshake.done():
+                handshake.set_result(False)
+
+        conn = Conn(sock, first_frame, closed, limit=64 << 20)
+        conn.start()
+        conn.reply({"version": PROTOCOL_VERSION})
+        try:
+            ok = await asyncio.wait_for(handshake, 2.0)
+        except TimeoutError:
+            ok = False
+        if not ok:
+            conn.close()
+            return None
+        link = SessionLink(self, name, conn)
+        conn.on_frame = link.on_frame
+        conn.on_close = link.on_close
+        self.sessions[name] = link
+        reply = await link.request({"cmd": "info"})
+        if reply.get("ok"):
+            link.info = reply["session"]
+        return link
+
+    async def main_loop(self) -> None:
+        assert self.stopping is not None
+        while not self.stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 1.0)
+            if self.sessions or self.clients:
+                self.idle_since = time.monotonic()
+            elif self.idle_timeout and time.monotonic() - self.idle_since > self.idle_timeout:
+                log.info("idle for %.0f s with no sessions: exiting", self.idle_timeout)
+                break
+
+    async def shutdown(self) -> None:
+        """Tell clients, close everything; sessions keep running in their supervisors."""
+        for conn in list(self.subscribers):
+            conn.reply({"event": "detached", "reason": "the daemon stopped"})
+        for conn in list(self.clients):
+            conn.close(flush=True)
+        await asyncio.sleep(0.05)
+        for link in list(self.sessions.values()):
+            link.conn.on_close = None
+            link.conn.close()
+        if self.listener is not None:
+            self.listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (self.paths.run_dir / "daemon.pid").unlink()
+        if self.zygote is not None:
+            self.zygote.close()
+        log.info("daemon stopped; %d session(s) left running", len(self.sessions))
+
+    # -- clients ----------------------------------------------------------------------
+    def _accept(self) -> None:
+        assert self.listener is not None
+        try:
+            sock, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        if peer_uid(sock) != os.getuid():
+            log.warning("refused a connection from uid %d", peer_uid(sock))
+            sock.close()
+            return
+        conn = Conn(sock, self._on_handshake, self._on_client_close)
+        self.clients.add(conn)
+        conn.start()
+
+    def _on_client_close(self, conn: Conn) -> None:
+        self.clients.discard(conn)
+        self.subscribers.discard(conn)
+
+    def _on_handshake(self, conn: Conn, kind: int, body: bytes) -> None:
+        message = decode_json(body)
+        if message.get("version") != PROTOCOL_VERSION:
+            conn.reply(error("VERSION_MISMATCH",
+                             f"this daemon speaks protocol version {PROTOCOL_VERSION}; "
+                             f"the client sent {message.get('version')!r}. Run "
+                             "`coop daemon stop` after upgrading coop."))
+            conn.close(flush=True)
+            return
+        conn.reply({"version": PROTOCOL_VERSION, "ok": True})
+        conn.on_frame = self._on_request
+
+    def _on_request(self, conn: Conn, kind: int, body: bytes) -> None:
+        message = decode_json(body)
+        cmd = message.get("cmd")
+        if not isinstance(cmd, str):
+            raise ProtocolError("INVALID_COMMAND", "a request needs a string `cmd`")
+        if cmd in HANDOFF_COMMANDS:
+            conn.pause_reading()  # the rest of this connection belongs to a supervisor
+        task = asyncio.get_running_loop().create_task(self._dispatch(conn, cmd, message))
+        self.tasks.add(task)
+        task.add_done_callback(self._request_done)
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a request failed: %r", task.exception())
+
+    async def _dispatch(self, conn: Conn, cmd: str, message: dict[str, Any]) -> None:
+        handler = getattr(self, f"cmd_{cmd}", None)
+        if handler is None:
+            conn.reply(error("INVALID_COMMAND", f"unknown command {cmd!r}"))
+            return
+        try:
+            reply = await handler(conn, message)
+        except (KeyError, TypeError, ValueError) as exc:
+            reply = error("INVALID_COMMAND", f"bad {cmd} request: {exc}")
+        if reply is not None:
+            conn.reply(reply)
+            if cmd in HANDOFF_COMMANDS:
+                conn.close(flush=True)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for conn in self.subscribers:
+            conn.reply(event)
+
+    def forget(self, link: SessionLink) -> None:
+        if self.sessions.get(link.name) is link:
+            del self.sessions[link.name]
+            self.publish({"event": "session_exited", "session": link.name, "time": time.time()})
+
+    def find(self, ref: str | None, cwd: str | None = None) -> SessionLink | dict[str, Any]:
+        """A session by name or workspace path (default: the cwd's, else the only one)."""
+        if ref and ref in self.sessions:
+            return self.sessions[ref]
+        path = os.path.realpath(ref) if ref else (os.path.realpath(cwd) if cwd else None)
+        if path:
+            for link in self.sessions.values():
+                if link.info.get("workspace") == path:
+                    return link
+        if not ref and len(self.sessions) == 1:
+            return next(iter(self.sessions.values()))
+        if not ref and not self.sessions:
+            return error("SESSION_NOT_FOUND", "there are no sessions")
+        if not ref:
+            return error("SESSION_NOT_FOUND", "several sessions run; name one (see `coop ls`)")
+        return error("SESSION_NOT_FOUND", f"no session named or working in {ref!r}")
+
+    # -- commands ---------------------------------------------------------------------
+    async def cmd_status(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "pid": os.getpid(), "version": __version__,
+                "uptime": time.time() - self.started, "sessions": len(self.sessions),
+                "clients": len(self.clients), "idle_timeout": self.idle_timeout}
+
+    async def cmd_ls(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+        links = list(self.sessions.values())
+        replies = await asyncio.gather(*(link.request({"cmd": "info"}, 2.0) for link in links))
+        sessions = []
+        for link, reply in zip(links, replies, strict=True):
+            if reply.get("ok"):
+                link.info = reply["session"]
+            sessions.append(link.info)
+        return {"ok": True, "sessions": sessions}
+
+    async def cmd_create(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+        workspace = os.path.realpath(str(message["workspace"]))
+        name = message.get("name")
+        if name:
+            if not NAME_RE.fullmatch(name):
+                return error("INVALID_COMMAND", f"{name!r} is not a valid session name "
+                                                "(lowercase letters, digits, . _ -)")
+            if name in self.sessions or session_socket(self.paths, name).exists():
+                return error("SESSION_EXISTS", f"a session named {name} already exists")
+        else:
+            name = self._unique_name(Path(workspace).name)
+        request = {k: message.get(k) for k in ("coopfile", "argv", "env", "term", "lang",
+                                                "size", "overrides", "identity_env")}
+        request.update(name=name, workspace=workspace)
+        assert self.zygote is not None
+        status_fd = self.zygote.spawn(request)
+        status = await self._read_status(status_fd)
+        if not status.get("ok"):
+            return status
+        link = await self._connect(name)
+        if link is None:
+            return error("SANDBOX_UNAVAILABLE", f"session {name} started but does not answer")
+        self.publish({"event": "session_created", "session": name, "time": time.time()})
+        log.info("session %s created", name)
+        return {"ok": True, "session": name}
+
+    async def _read_status(self, fd: int) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bytes] = loop.create_future()
+        chunks = bytearray()
+
+        def readable() -> None:
+            data = os.read(fd, 65536)
+            if data:
+                chunks.extend(data)
+                return
+            loop.remove_reader(fd)
+            done.set_result(bytes(chunks))
+
+        loop.add_reader(fd, readable)
+        try:
+            raw = await asyncio.wait_for(done, 60)
+        except TimeoutError:
+            loop.remove_reader(fd)
+            raw = b""
+        finally:
+            os.close(fd)
+        if not raw:
+            return error("SANDBOX_UNAVAILABLE", "the session's supervisor died while starting; "
+                                                "see `coop daemon logs`")
+        result: dict[str, Any] = json.loads(raw)
+        return result
+
+    def _unique_name(self, base: str) -> str:
+        stem = re.sub(r"[^a-z0-9._-]+", "-", base.lower()).strip("-._")[:56] or "session"
+        for n in itertools.count(1):
+            name = stem if n == 1 else f"{stem}-{n}"
+            if name not in self.sessions and not session_socket(self.paths, name).exists():
+                return name
+        raise AssertionError("unreachable")
+
+    async def _handoff(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any] | None:
+        found = self.find(message.get("session"), message.get("cwd"))
+        if isinstance(found, dict):
+            return found
+        if conn.parser.buffered:
+            return error("INVALID_COMMAND", "send nothing after a stream request until "
+                                            "its reply")
+        found.handoff(conn, message)
+        conn.on_close = None
+        self.clients.discard(conn)
+        conn.close()  # our copy only: the supervisor holds the connection now
+        return None
+
+    cmd_attach = _handoff
+    cmd_shell = _handoff
+    cmd_logs = _handoff
+    cmd_snapshot = _handoff
+
+    async def cmd_kill(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+        if message.get("all"):
+            targets = list(self.sessions.values())
+        else:
+            targets = []
+            for ref in message.get("sessions") or [None]:
+                found = self.find(ref, message.get("cwd"))
+                if isinstance(found, dict):
+                    return found
+                targets.append(found)
+        for link in targets:
+            await link.request({"cmd": "kill", "force": bool(message.get("force"))})
+        await asyncio.gather(*(asyncio.wait_for(asyncio.shield(link.closed), 10)
+                               for link in targets), return_exceptions=True)
+        return {"ok": True, "killed": [link.name for link in targets]}
+
+    async def cmd_restart(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+        found = self.find(message.get("session"), message.get("cwd"))
+        if isinstance(found, dict):
+            return found
+        reply = await found.request({"cmd": "restart"})
+        return {**reply, "session": found.name}
+
+    async def cmd_resize(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+        found = self.find(message.get("session"), message.get("cwd"))
+        if isinstance(found, dict):
+            return found
+        return await found.request({"cmd": "resize", "pty": message.get("pty", 0),
+                                    "rows": int(message["rows"]), "cols": int(message["cols"])})
+
+    async def cmd_events(self, conn: Conn, message: dict[str, Any]) -> None:
+        conn.reply({"ok": True})
+        self.subscribers.add(conn)
+
+    async def cmd_shutdown(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+        assert self.stopping is not None
+        asyncio.get_running_loop().call_later(0.05, self.stopping.set)
+        return {"ok": True}
+
+    async def cmd_serve(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+        return error("INVALID_COMMAND", "the web UI is not part of this version yet")
+
+    cmd_tunnel = cmd_serve
+
+
+def main() -> None:
+    """`python -m coop.daemon`: what the CLI starts in the background."""
+    from coop.paths import coop_paths
+
+    paths = coop_paths()
+    logging.basicConfig(level=logging.INFO,
+                        format=f"%(asctime)s daemon[{os.getpid()}] %(levelname)s %(message)s")
+    idle = float(os.environ.get("COOP_DAEMON_IDLE_TIMEOUT", "30"))
+    Daemon(paths, idle).serve()

@@ -1,0 +1,1 @@
+"""The unix-socket protocol between clients, the daemon and session supervisors."""
