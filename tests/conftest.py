@@ -68,3 +68,14 @@ def any_user(request: pytest.FixtureRequest, world_tmp: Path) -> Iterator[User]:
     yield made
     if IS_ROOT and str(made.home).startswith("/home/coop-test-"):
         subprocess.run(["rm", "-rf", str(made.home)], check=False)
+
+
+@pytest.fixture
+def session_user(user: User) -> Iterator[User]:
+    """An unprivileged user whose daemon and sessions are cleaned up after the test."""
+    user.extra_env["COOP_DAEMON_IDLE_TIMEOUT"] = "60"
+    yield user
+    user.coop("kill", "--all", "-f", timeout=30)
+    user.coop("daemon", "stop", timeout=30)
+    if IS_ROOT:
+        subprocess.run(["pkill", "-9", "-u", str(user.uid)], check=False)

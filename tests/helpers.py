@@ -120,6 +120,21 @@ class PtyRun:
                 self.output += chunk
         return bytes(self.output)
 
+    def read_count(self, needle: bytes, count: int, timeout: float = 10) -> None:
+        """Read until `needle` has appeared `count` times."""
+        deadline = time.monotonic() + timeout
+        while self.output.count(needle) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} not seen {count} times: {bytes(self.output)!r}")
+            self._drain(0.05)
+
+    def settle(self, quiet: float = 0.3) -> None:
+        """Read until nothing has arrived for `quiet` seconds."""
+        before = -1
+        while before != len(self.output):
+            before = len(self.output)
+            self._drain(quiet)
+
     def write(self, data: bytes) -> None:
         os.write(self.fd, data)
 
@@ -163,3 +178,33 @@ def spawn_on_pty(user: User, args: list[str], size: tuple[int, int] = (30, 100))
         finally:
             os._exit(127)
     return PtyRun(pid, fd)
+
+
+def screen_of(output: bytes, rows: int, cols: int) -> list[str]:
+    """What a terminal of that size shows after `output` (a reference pyte screen)."""
+    import pyte
+
+    screen = pyte.Screen(cols, rows)
+    stream = pyte.ByteStream(screen)
+    stream.feed(output)
+    return [line.rstrip() for line in screen.display]
+
+
+FULLSCREEN_APP = r'''
+import sys, os, time
+out = sys.stdout
+out.write("\x1b[?1049h\x1b[2J\x1b[H")
+out.write("\x1b[1;44;37m  coop test app  \x1b[0m\r\n")
+out.write("\x1b[5;10H\x1b[31mred\x1b[0m \x1b[32mgreen\x1b[0m \x1b[1mbold\x1b[0m 中文")
+out.write("\x1b[8;3Hpid=%d" % os.getpid())
+out.write("\x1b[10;1Hlines typed: 0")
+out.flush()
+count = 0
+for line in sys.stdin:
+    count += 1
+    out.write("\x1b[10;1H\x1b[2Klines typed: %d (last: %s)" % (count, line.strip()))
+    out.flush()
+    if line.strip() == "quit":
+        break
+out.write("\x1b[?1049l")
+'''

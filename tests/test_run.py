@@ -116,8 +116,9 @@ def test_orphaned_zombies_are_reaped(user: User) -> None:
 
 def test_killing_coop_run_kills_the_sandbox(user: User) -> None:
     marker = f"coop-orphan-check-{os.getpid()}"
-    proc = user.popen(COOP + ["run", "--", "sh", "-c", f"echo READY; exec -a {marker} sleep 300"],
-                      stdout=subprocess.PIPE)
+    proc = user.popen(COOP + ["run", "--", "python3", "-c",
+                              "import time; print('READY', flush=True); time.sleep(300)",
+                              marker], stdout=subprocess.PIPE)
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"READY\n"
     proc.kill()

@@ -134,12 +134,12 @@ def _write_all(data: bytes) -> None:
 def report(session: str, outcome: Outcome) -> int:
     """Print how the attachment ended; returns the exit code for the CLI."""
     if outcome.reason == "detached" or outcome.reason == "detach":
-        print(f"\r\n[detached from {session}; `coop attach {session}` to come back]",
+        print(f"\n[detached from {session}; `coop attach {session}` to come back]",
               file=sys.stderr)
         return 0
     if outcome.reason == "lost":
-        print(f"\r\n[the connection to session {session} was lost; its supervisor may have "
+        print(f"\n[the connection to session {session} was lost; its supervisor may have "
               "died. `coop ls` shows what is running]", file=sys.stderr)
         return 1
-    print(f"\r\n[{session}: {outcome.reason}]", file=sys.stderr)
+    print(f"\n[{session}: {outcome.reason}]", file=sys.stderr)
     return outcome.exit_code or 0

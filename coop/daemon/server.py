@@ -331,10 +331,13 @@ class Daemon:
         status = await self._read_status(status_fd)
         if not status.get("ok"):
             return status
+        self.publish({"event": "session_created", "session": name, "time": time.time()})
         link = await self._connect(name)
         if link is None:
             return error("SANDBOX_UNAVAILABLE", f"session {name} started but does not answer")
-        self.publish({"event": "session_created", "session": name, "time": time.time()})
+        for pty in link.info.get("ptys", []):  # started before we were connected
+            self.publish({"event": "pty_added", "session": name, "pty": pty["id"],
+                          "kind": pty["kind"], "time": time.time()})
         log.info("session %s created", name)
         return {"ok": True, "session": name}
 

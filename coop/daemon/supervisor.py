@@ -478,7 +478,8 @@ class Supervisor:
         return {"name": self.name, "workspace": self.workspace, "created": self.created,
                 "state": self.state, "supervisor_pid": os.getpid(),
                 "ptys": [pty.info() for pty in sorted(self.ptys.values(),
-                                                      key=lambda p: p.ident)]}
+                                                      key=lambda p: p.ident)
+                         if pty.started_at]}
 
     def restart_agent(self) -> dict[str, Any]:
         agent = self.ptys.get(0)

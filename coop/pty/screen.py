@@ -202,9 +202,12 @@ class ScreenTracker:
         out: list[str] = ["\x1b[0m\x1b[?25l"]
         out.append("\x1b[?1049h" if screen.alternate else "\x1b[?1049l")
         out.append("\x1b[H\x1b[2J")
+        blank = screen.default_char
         for y in range(screen.lines):
-            out.append(f"\x1b[{y + 1};1H")
             line = screen.buffer[y]
+            if all(line[x] == blank for x in range(screen.columns)):
+                continue  # the screen was just cleared
+            out.append(f"\x1b[{y + 1};1H")
             current = ""
             x = 0
             row: list[str] = []

@@ -1,0 +1,388 @@
+"""The daemon and its sessions, driven through the real CLI as an unprivileged user.
+
+Each test starts real daemons (spawned by the CLI the way a user's first `coop` does),
+real supervisors, sandboxes and PTYs. Terminals are real PTYs; what a user would see is
+checked by feeding the client's output into a reference terminal emulator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from coop.ipc.framing import encode, encode_control, encode_data
+from tests.helpers import COOP, FULLSCREEN_APP, PtyRun, User, screen_of, spawn_on_pty
+
+ROWS, COLS = 30, 100
+
+
+def start(user: User, *cmd: str, name: str | None = None) -> str:
+    args = ["-d"] + (["-n", name] if name else []) + ["--", *cmd]
+    result = user.coop(*args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode().strip()
+
+
+def ls(user: User) -> list[dict[str, object]]:
+    result = user.coop("ls", "--json")
+    assert result.returncode == 0, result.stderr
+    sessions: list[dict[str, object]] = json.loads(result.stdout)
+    return sessions
+
+
+def wait_for(predicate: object, timeout: float = 10, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def logs(user: User, *extra: str) -> str:
+    return user.coop("logs", *extra).stdout.decode()
+
+
+def daemon_pid(user: User) -> int:
+    return int((user.coop_home / "run" / "daemon.pid").read_text())
+
+
+def attach(user: User, *args: str) -> PtyRun:
+    return spawn_on_pty(user, COOP + ["attach", *args], size=(ROWS, COLS))
+
+
+def test_detached_session_runs_and_lists(session_user: User) -> None:
+    name = start(session_user, "sh", "-c", "echo hello from the agent; exec sleep 1000")
+    assert name == "project"
+    wait_for(lambda: "hello from the agent" in logs(session_user), what="agent output")
+    [session] = ls(session_user)
+    assert session["name"] == "project"
+    assert session["workspace"] == str(session_user.workspace)
+    assert session["state"] == "running"
+    plain = session_user.coop("ls").stdout.decode()
+    assert plain.splitlines()[0].split() == ["SESSION", "WORKSPACE", "STATE", "PTYS",
+                                             "CLIENTS", "AGE"]
+
+
+def test_two_clients_share_one_pty(session_user: User) -> None:
+    start(session_user, "sh")
+    one = attach(session_user)
+    two = attach(session_user)
+    one.read_until(b"$")
+    two.read_until(b"$")
+    one.write(b"echo from-$((40+2))\r")
+    one.read_until(b"from-42")
+    two.read_until(b"from-42")
+    two.write(b"echo other-$((6*7))\r")
+    one.read_until(b"other-42")
+    two.read_until(b"other-42")
+    [session] = ls(session_user)
+    assert session["ptys"][0]["clients"] == {"local": 2}  # type: ignore[index]
+    for client in (one, two):
+        client.write(b"\x1d")
+        assert client.wait() == 0
+
+
+def _app(user: User) -> None:
+    (user.workspace / "app.py").write_text(FULLSCREEN_APP)
+    user.chown(user.workspace)
+    start(user, "python3", "/workspace/app.py")
+
+
+def _screen_after_attach(user: User) -> tuple[list[str], PtyRun]:
+    client = attach(user)
+    client.read_until(b"lines typed")
+    client.settle()
+    return screen_of(bytes(client.output), ROWS, COLS), client
+
+
+def test_reattach_repaints_the_same_screen(session_user: User) -> None:
+    _app(session_user)
+    first, client = _screen_after_attach(session_user)
+    assert first[0] == "  coop test app"
+    assert first[4] == "         red green bold 中文"
+    assert first[9] == "lines typed: 0"
+    client.write(b"hello\r")
+    client.read_until(b"(last: hello)")
+    client.write(b"\x1d")
+    assert client.wait() == 0
+    # The terminal was restored: the alternate screen left, the modes reset.
+    assert bytes(client.output).rstrip().endswith(b"to come back]")
+    second, again = _screen_after_attach(session_user)
+    assert second[:9] == first[:9]
+    assert second[9] == "lines typed: 1 (last: hello)"
+    again.write(b"\x1d")
+    again.wait()
+
+
+def test_killing_the_daemon_leaves_sessions_and_their_screens(session_user: User) -> None:
+    _app(session_user)
+    before, client = _screen_after_attach(session_user)
+    old_daemon = daemon_pid(session_user)
+    os.kill(old_daemon, signal.SIGKILL)
+    # The attached client is served by the session's supervisor: it keeps working.
+    client.write(b"still here\r")
+    client.read_until(b"(last: still here)")
+    client.write(b"\x1d")
+    client.wait()
+    after, again = _screen_after_attach(session_user)  # a new daemon, spawned and adopting
+    assert daemon_pid(session_user) != old_daemon
+    assert after[:9] == before[:9]  # same pid line: the agent never noticed
+    assert after[9] == "lines typed: 1 (last: still here)"
+    again.write(b"\x1d")
+    again.wait()
+
+
+def test_agent_restarts_and_clients_stay_attached(session_user: User) -> None:
+    (session_user.workspace / "Coopfile").write_text(
+        "agent: {restart: on-failure, restart_delay_ms: 100}\n")
+    session_user.chown(session_user.workspace)
+    start(session_user, "sh", "-c", "echo agent-started; read line; exit 3")
+    client = attach(session_user)
+    client.read_until(b"agent-started")
+    client.write(b"x\r")
+    client.read_until(b"restarting it")
+    client.read_count(b"agent-started", 2)
+    client.settle()
+    assert bytes(client.output).count(b"agent-started") == 2
+    client.write(b"\x1d")
+    assert client.wait() == 0
+
+
+def test_crash_loop_stops_with_a_message(session_user: User) -> None:
+    (session_user.workspace / "Coopfile").write_text(
+        "agent: {restart: always, restart_delay_ms: 50}\n")
+    session_user.chown(session_user.workspace)
+    start(session_user, "sh", "-c", "echo boom; exit 1")
+    wait_for(lambda: ls(session_user)[0]["state"] == "crashed", what="crash loop detection")
+    text = logs(session_user)
+    assert text.count("boom") == 3
+    assert "the agent exited 3 times within 5 s of starting; not restarting it." in text
+
+
+def test_shell_joins_the_agents_namespaces(session_user: User) -> None:
+    start(session_user, "sh", "-c", "echo made-by-agent > /tmp/agent-file; "
+                                    "exec sleep 1234")
+    wait_for(lambda: ls(session_user)[0]["ptys"][0]["alive"], what="agent")  # type: ignore[index]
+    client = spawn_on_pty(session_user, COOP + ["shell", "-c",
+                                                "cat /tmp/agent-file; ps -eo args; hostname"],
+                          size=(ROWS, COLS))
+    client.wait()
+    output = bytes(client.output)
+    assert b"made-by-agent" in output
+    assert b"sleep 1234" in output
+    assert b"project" in output
+
+
+def test_logs_lines_and_raw(session_user: User) -> None:
+    start(session_user, "sh", "-c",
+          "for i in 1 2 3 4 5; do printf '\\033[31mline %s\\033[0m\\n' $i; done; "
+          "exec sleep 1000")
+    wait_for(lambda: "line 5" in logs(session_user), what="output")
+    assert logs(session_user, "-n", "2").split("\n")[:2] == ["line 4", "line 5"]
+    raw = session_user.coop("logs", "--raw", "-n", "1").stdout
+    assert raw.startswith(b"\x1b[31mline 5\x1b[0m")
+
+
+def test_kill_removes_the_upper_dir_and_keeps_volumes_and_workspace(session_user: User) -> None:
+    (session_user.workspace / "Coopfile").write_text("mounts: ['cache:/cache']\n")
+    session_user.chown(session_user.workspace)
+    start(session_user, "sh", "-c", "echo v > /cache/kept; echo w > /workspace/kept; "
+                                    "echo u > /tmp/gone; echo h > ~/gone; exec sleep 1000")
+    data = session_user.coop_home / "data"
+    wait_for(lambda: (session_user.workspace / "kept").exists(), what="agent writes")
+    upper = data / "sessions" / "project"
+    assert upper.exists()
+    result = session_user.coop("kill")
+    assert result.returncode == 0 and b"killed project" in result.stdout
+    assert not upper.exists()
+    assert (data / "volumes" / "cache" / "kept").read_text() == "v\n"
+    assert (session_user.workspace / "kept").read_text() == "w\n"
+    assert ls(session_user) == []
+
+
+def test_unknown_session_exits_3(session_user: User) -> None:
+    result = session_user.coop("attach", "nope")
+    assert result.returncode == 3
+    assert b"no session named or working in 'nope'" in result.stderr
+
+
+def test_ten_clients_at_once_start_one_daemon(session_user: User) -> None:
+    procs = [session_user.popen(COOP + ["ls"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE) for _ in range(10)]
+    for proc in procs:
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+    daemons = subprocess.run(["pgrep", "-u", str(session_user.uid), "-f", "coop.daemon"],
+                             capture_output=True).stdout.split()
+    # one daemon, plus its zygote (a child of the daemon)
+    assert len(daemons) == 2, daemons
+    parents = {int(subprocess.run(["ps", "-o", "ppid=", "-p", pid], capture_output=True)
+                   .stdout) for pid in daemons}
+    assert daemon_pid(session_user) in parents
+
+
+def test_stale_socket_is_replaced(session_user: User) -> None:
+    session_user.coop("ls")
+    sock = session_user.coop_home / "run" / "daemon.sock"
+    os.kill(daemon_pid(session_user), signal.SIGKILL)
+    time.sleep(0.2)
+    assert sock.exists()  # a dead daemon leaves its socket behind
+    result = session_user.coop("daemon", "status")
+    assert result.returncode == 1  # status does not start one
+    assert session_user.coop("ls").returncode == 0
+    assert session_user.coop("daemon", "status").stdout.startswith(b"running")
+
+
+def test_idle_daemon_exits_and_removes_its_socket(session_user: User) -> None:
+    session_user.extra_env["COOP_DAEMON_IDLE_TIMEOUT"] = "1"
+    session_user.coop("ls")
+    sock = session_user.coop_home / "run" / "daemon.sock"
+    assert sock.exists()
+    wait_for(lambda: not sock.exists(), timeout=10, what="idle exit")
+
+
+def test_graceful_stop_leaves_sessions_running(session_user: User) -> None:
+    start(session_user, "sh", "-c", "exec sleep 1000")
+    result = session_user.coop("daemon", "stop")
+    assert b"sessions keep running" in result.stdout
+    wait_for(lambda: not (session_user.coop_home / "run" / "daemon.sock").exists(),
+             what="daemon exit")
+    [session] = ls(session_user)  # a new daemon adopts it
+    assert session["state"] == "running"
+
+
+def test_coop_notify_marks_the_session_waiting(session_user: User) -> None:
+    start(session_user, "sh", "-c", "sleep 0.5; coop-notify 'needs approval'; exec sleep 1000")
+    wait_for(lambda: ls(session_user)[0]["ptys"][0]["waiting"],  # type: ignore[index]
+             what="waiting marker")
+    agent = ls(session_user)[0]["ptys"][0]  # type: ignore[index]
+    assert agent["notified"] == "needs approval"
+    assert "(waiting)" in session_user.coop("ls").stdout.decode()
+
+
+def test_events_stream(session_user: User) -> None:
+    session_user.coop("ls")
+    listener = session_user.popen([COOP[0], "-c", EVENTS_CLIENT], stdout=subprocess.PIPE)
+    time.sleep(0.5)
+    start(session_user, "sh", "-c", "exec sleep 1000")
+    out, _ = listener.communicate(timeout=30)
+    events = [json.loads(line)["event"] for line in out.decode().splitlines()]
+    assert events[0] == "session_created" and events[-1] == "pty_added", events
+
+
+EVENTS_CLIENT = """
+import json
+from coop.ipc.client import connect, request
+from coop.ipc.framing import recv_message
+from coop.paths import coop_paths
+sock = connect(coop_paths())
+request(sock, {"cmd": "events"})
+sock.settimeout(20)
+seen = []
+while "pty_added" not in seen:
+    event = recv_message(sock)
+    seen.append(event["event"])
+    print(json.dumps(event), flush=True)
+"""
+
+
+def test_connection_from_another_uid_is_refused(session_user: User) -> None:
+    if os.getuid() != 0:
+        return  # needs a second uid: covered when the suite runs as root
+    start(session_user, "sh", "-c", "exec sleep 1000")
+    run = session_user.coop_home / "run"
+    for path in [run / "daemon.sock", run / "sessions" / "project.sock"]:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(str(path))
+        sock.settimeout(5)
+        try:
+            sock.sendall(encode({"version": 1}))
+            answer = sock.recv(100)
+        except (BrokenPipeError, ConnectionResetError):
+            answer = b""
+        assert answer == b"", path  # closed without a reply
+        sock.close()
+    assert session_user.coop("ls").returncode == 0  # the daemon still serves its user
+
+
+def test_client_that_never_reads_does_not_slow_the_pty(session_user: User) -> None:
+    start(session_user, "sh", "-c", "read go; yes 0123456789abcdefghijklmnopqrstuvwxyz | "
+                                    "head -c 100000000; echo; echo FLOOD-DONE; exec sleep 1000")
+    stuck = _raw_attach(session_user)  # never reads
+    reader = attach(session_user)
+    reader.write(b"go\r")
+    started = time.monotonic()
+    reader.read_until(b"FLOOD-DONE", timeout=120)
+    elapsed = time.monotonic() - started
+    supervisor = ls(session_user)[0]["supervisor_pid"]
+    rss_kb = int(Path(f"/proc/{supervisor}/status").read_text().split("VmRSS:")[1].split()[0])
+    assert rss_kb < 150_000, rss_kb  # bounded per-client queues, not 100 MB of backlog
+    assert elapsed < 110
+    stuck.kill()
+    stuck.wait()
+    reader.write(b"\x1d")
+    reader.wait()
+
+
+def _raw_attach(user: User) -> subprocess.Popen[bytes]:
+    """A protocol-level client that attaches and then never reads a byte."""
+    code = ("import time\nfrom coop.ipc.client import connect, request\n"
+            "from coop.paths import coop_paths\ns = connect(coop_paths())\n"
+            "request(s, {'cmd': 'attach', 'session': 'project', 'pty': 0})\n"
+            "print('attached', flush=True)\ntime.sleep(600)\n")
+    proc = user.popen([COOP[0], "-c", code], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"attached\n"
+    return proc
+
+
+RAW_CLIENT = """
+import json, socket, sys
+from coop.paths import coop_paths
+from coop.ipc.framing import recv_message
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(str(coop_paths().run_dir / "daemon.sock"))
+sock.sendall(bytes.fromhex(sys.argv[1]))
+sock.settimeout(1)
+replies = []
+try:
+    while True:
+        replies.append(recv_message(sock))
+except Exception:
+    pass
+print(json.dumps(replies))
+"""
+
+
+def _send_raw(user: User, data: bytes) -> list[dict[str, object]]:
+    result = user.run([COOP[0], "-c", RAW_CLIENT, data.hex()])
+    assert result.returncode == 0, result.stderr
+    replies: list[dict[str, object]] = json.loads(result.stdout)
+    return replies
+
+
+def test_malformed_frames_get_errors_and_the_daemon_keeps_serving(session_user: User) -> None:
+    session_user.coop("ls")
+    bad_inputs = [
+        b"\x00\x00\x00\x05hello",                      # not JSON
+        b"\x00\x00\x00\x02[]",                         # not an object
+        b"\x7f\xff\xff\xff",                           # oversized
+        encode({"version": 99}),                       # wrong version
+        encode({"version": 1}) + encode({"cmd": 5}),   # cmd not a string
+        encode({"version": 1}) + encode({"cmd": "nope"}),
+        encode({"version": 1}) + encode({"cmd": "attach", "session": "x"})
+        + encode_data(b"early"),                       # out of order
+        encode({"version": 1}) + encode_control({"type": "resize"}),
+        b"\x00\x00",                                   # truncated, then hang up
+    ]
+    for data in bad_inputs:
+        replies = _send_raw(session_user, data)
+        assert all(r.get("ok") is False for r in replies[-1:]), (data, replies)
+        assert session_user.coop("daemon", "status").returncode == 0, data
+    assert session_user.coop("ls").returncode == 0
