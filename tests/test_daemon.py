@@ -386,3 +386,89 @@ def test_malformed_frames_get_errors_and_the_daemon_keeps_serving(session_user: 
         assert all(r.get("ok") is False for r in replies[-1:]), (data, replies)
         assert session_user.coop("daemon", "status").returncode == 0, data
     assert session_user.coop("ls").returncode == 0
+
+
+def test_coop_in_a_project_creates_then_reattaches(session_user: User) -> None:
+    first = spawn_on_pty(session_user, COOP + ["--", "sh"], size=(ROWS, COLS))
+    first.read_until(b"$")
+    first.write(b"echo marker-$((3*3)) > /tmp/m; cat /tmp/m\r")
+    first.read_until(b"marker-9")
+    first.write(b"\x1d")
+    assert first.wait() == 0
+    assert b"[detached from project" in first.output
+    second = spawn_on_pty(session_user, COOP, size=(ROWS, COLS))  # same workspace: same session
+    second.read_until(b"marker-9")  # the repainted screen of the same shell
+    second.write(b"\x1d")
+    assert second.wait() == 0
+    assert len(ls(session_user)) == 1
+
+
+def test_window_size_follows_the_most_recently_active_client(session_user: User) -> None:
+    start(session_user, "sh")
+    small = spawn_on_pty(session_user, COOP + ["attach"], size=(20, 60))
+    big = spawn_on_pty(session_user, COOP + ["attach"], size=(40, 140))
+    for client in (small, big):
+        client.read_until(b"$")
+    small.write(b"stty size\r")
+    small.read_until(b"20 60")
+    big.write(b"stty size\r")
+    big.read_until(b"40 140")
+    for client in (small, big):
+        client.write(b"\x1d")
+        client.wait()
+
+
+def test_losing_the_supervisor_restores_the_terminal(session_user: User) -> None:
+    _app(session_user)
+    supervisor = int(ls(session_user)[0]["supervisor_pid"])  # type: ignore[call-overload]
+    client = spawn_on_pty(session_user, ["/bin/sh", "-c",
+                                         "stty -g; " + " ".join(COOP) + " attach; echo rc=$?; "
+                                         "stty -g"], size=(ROWS, COLS))
+    client.read_until(b"lines typed")
+    os.kill(supervisor, signal.SIGKILL)
+    assert client.wait() == 0
+    text = bytes(client.output).decode(errors="replace")
+    assert "was lost" in text and "rc=1" in text
+    modes = [line.strip() for line in text.replace("\r", "").split("\n")
+             if line.count(":") > 10]
+    assert len(modes) == 2 and modes[0] == modes[1]  # stty -g before == after
+    assert text.rfind("\x1b[?1049l") > text.rfind("\x1b[?1049h")  # alternate screen left
+
+
+def test_detach_key_is_configurable_and_never_reaches_the_agent(session_user: User) -> None:
+    (session_user.workspace / "Coopfile").write_text("session: {detach_keys: ctrl-q}\n")
+    session_user.chown(session_user.workspace)
+    start(session_user, "sh", "-c", "stty raw -echo; while :; do "
+                                    "dd bs=1 count=1 2>/dev/null | od -An -tu1; done")
+    client = spawn_on_pty(session_user, COOP, size=(ROWS, COLS))
+    client.settle()
+    client.write(b"ab\x1d")  # Ctrl+] is an ordinary key here
+    client.write(b"\x11")  # Ctrl+Q detaches
+    assert client.wait() == 0
+    assert b"[detached from project" in client.output
+    wait_for(lambda: "29" in logs(session_user), what="the keys to arrive")
+    assert logs(session_user).split() == ["97", "98", "29"]  # Ctrl+Q (17) never arrived
+
+
+def test_secrets_stay_out_of_logs_and_listings(session_user: User) -> None:
+    (session_user.workspace / "Coopfile").write_text("env: {API_KEY: $MY_SECRET}\n")
+    session_user.chown(session_user.workspace)
+    secret = "sk-test-5ecret-value-91"
+    result = session_user.coop("-d", "--", "sh", "-c", "echo ${#API_KEY}; exec sleep 1000",
+                               env=session_user.env(MY_SECRET=secret))
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: str(len(secret)) in logs(session_user), what="the agent to see the key")
+    assert secret not in session_user.coop("ls", "--json").stdout.decode()
+    found = subprocess.run(["grep", "-rl", secret, str(session_user.coop_home)],
+                           capture_output=True)
+    assert found.stdout == b""  # not in the daemon log, meta.json, upper dir, run dir
+
+
+def test_status_shows_daemon_and_coopfile(session_user: User) -> None:
+    (session_user.workspace / "Coopfile").write_text("network: {mode: none}\n")
+    session_user.chown(session_user.workspace)
+    session_user.coop("ls")
+    out = session_user.coop("status").stdout.decode()
+    assert out.startswith("daemon: running (pid ")
+    assert f"coopfile: {session_user.workspace}/Coopfile" in out
+    assert "network: none" in out

@@ -57,6 +57,15 @@ def stream(sock: socket.socket, session: str, detach: bytes) -> Outcome:
 
 
 def _relay(sock: socket.socket, detach: bytes, interactive: bool) -> tuple[Outcome, bool]:
+    state: dict[str, object] = {"alternate": False}
+    try:
+        return _relay_loop(sock, detach, interactive, state)
+    except (ConnectionError, BrokenPipeError):
+        return Outcome("lost"), bool(state["alternate"])
+
+
+def _relay_loop(sock: socket.socket, detach: bytes, interactive: bool,
+                state: dict[str, object]) -> tuple[Outcome, bool]:
     parser = FrameParser(stream=True)
     alternate = False
     exit_code: int | None = None
@@ -107,6 +116,7 @@ def _relay(sock: socket.socket, detach: bytes, interactive: bool) -> tuple[Outco
                             continue
                         for match in _ALT.finditer(body):
                             alternate = match.group(1) == b"h"
+                            state["alternate"] = alternate
                         _write_all(body)
     finally:
         signal.signal(signal.SIGWINCH, old_winch)

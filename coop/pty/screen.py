@@ -78,7 +78,28 @@ class CoopScreen(pyte.Screen):
         self._saved_main = None
 
     def resize(self, lines: int | None = None, columns: int | None = None) -> None:
-        super().resize(lines, columns)
+        """Like a terminal, not like pyte: shrinking keeps the cursor's line on screen,
+        dropping lines from the top only as far as needed (pyte drops them all from the
+        top and leaves the cursor where it was, so a shell prompt would vanish)."""
+        lines = lines or self.lines
+        columns = columns or self.columns
+        if (lines, columns) == (self.lines, self.columns):
+            return
+        if lines < self.lines:
+            shift = max(0, self.cursor.y - (lines - 1))
+            kept = {y - shift: line for y, line in self.buffer.items()
+                    if shift <= y < shift + lines}
+            self.buffer.clear()
+            self.buffer.update(kept)
+            self.cursor.y -= shift
+        if columns < self.columns:
+            for line in self.buffer.values():
+                for x in range(columns, self.columns):
+                    line.pop(x, None)
+        self.dirty.update(range(lines))
+        self.lines, self.columns = lines, columns
+        self.set_margins()
+        self.cursor.x = min(self.cursor.x, columns - 1)
 
 
 def _colour_sgr(colour: str, foreground: bool) -> str:
