@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import sandbox_start
+from bench import sandbox_start, sessions
 
-BENCHMARKS = {"sandbox": sandbox_start.main}
+BENCHMARKS = {"sandbox": sandbox_start.main, "sessions": sessions.main}
 
 
 def main(argv: list[str]) -> int:

@@ -130,7 +130,9 @@ class Supervisor:
             "name": self.name, "workspace": self.workspace, "created": self.created,
             "argv": plan.argv}))
         devnull = os.open(os.devnull, os.O_RDWR)
-        self.sandbox = launch(plan, (devnull, devnull, devnull), start_first=False,
+        # The agent is spawned before set-up reports success, so `coop -d` returns once
+        # it runs (SPEC: session start is measured until the agent is exec'd).
+        self.sandbox = launch(plan, (devnull, devnull, devnull), start_first=True,
                               exit_with_first=False)
         os.close(devnull)
         self._notify_fd = os.open(notify, os.O_RDONLY | os.O_NONBLOCK)
@@ -157,7 +159,10 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGTERM, lambda: self.kill(force=False))
         loop.add_signal_handler(signal.SIGINT, lambda: self.kill(force=False))
         argv, size = self._first
-        self._spawn_pty(0, "agent", argv, size)
+        self.ptys[0] = Pty(0, "agent", argv, size, self.emit)
+        for message, fds in self.sandbox.pending:  # the agent's spawn, made during set-up
+            self._on_init_message(message, fds)
+        self.sandbox.pending.clear()
         ticker = loop.create_task(self._tick())
         try:
             await self.done
@@ -200,7 +205,9 @@ class Supervisor:
         if not data:
             self._sandbox_gone()
             return
-        message = json.loads(data)
+        self._on_init_message(json.loads(data), fds)
+
+    def _on_init_message(self, message: dict[str, Any], fds: list[int]) -> None:
         if "spawned" in message:
             pty = self.ptys[message["spawned"]]
             pty.started(fds[0])

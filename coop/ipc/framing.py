@@ -68,39 +68,53 @@ class FrameParser:
         self.stream = stream
         self.limit = limit
         self._buf = bytearray()
+        self._offset = 0  # bytes at the front already handed out as frames
 
     def feed(self, data: bytes) -> None:
         self._buf += data
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return len(self._buf) - self._offset
 
     def take_rest(self) -> bytes:
-        rest = bytes(self._buf)
+        """What is buffered beyond the frames handed out (for switching framing)."""
+        rest = bytes(self._buf[self._offset:])
         self._buf.clear()
+        self._offset = 0
         return rest
 
     def frames(self) -> Iterator[tuple[int, bytes]]:
-        """Complete frames so far: (type, body); request mode yields type CONTROL."""
-        while len(self._buf) >= 4:
-            (length,) = _LEN.unpack_from(self._buf)
-            if length > self.limit + (1 if self.stream else 0):
-                raise ProtocolError("MESSAGE_TOO_LARGE",
-                                    f"a frame of {length} bytes exceeds {self.limit}")
-            if self.stream and length == 0:
-                raise ProtocolError("INVALID_COMMAND", "an empty stream frame")
-            if len(self._buf) < 4 + length:
-                return
-            body = bytes(self._buf[4:4 + length])
-            del self._buf[:4 + length]
-            if self.stream:
-                kind = body[0]
-                if kind not in (DATA, CONTROL):
-                    raise ProtocolError("INVALID_COMMAND", f"unknown stream frame type {kind}")
-                yield kind, body[1:]
-            else:
-                yield CONTROL, body
+        """Complete frames so far: (type, body); request mode yields type CONTROL.
+
+        Consumed bytes are removed once per call, not once per frame: removing from the
+        front of a bytearray moves everything behind it."""
+        buf = self._buf
+        try:
+            while len(buf) - self._offset >= 4:
+                offset = self._offset
+                (length,) = _LEN.unpack_from(buf, offset)
+                if length > self.limit + (1 if self.stream else 0):
+                    raise ProtocolError("MESSAGE_TOO_LARGE",
+                                        f"a frame of {length} bytes exceeds {self.limit}")
+                if self.stream and length == 0:
+                    raise ProtocolError("INVALID_COMMAND", "an empty stream frame")
+                end = offset + 4 + length
+                if len(buf) < end:
+                    return
+                if self.stream:
+                    kind = buf[offset + 4]
+                    if kind not in (DATA, CONTROL):
+                        raise ProtocolError("INVALID_COMMAND",
+                                            f"unknown stream frame type {kind}")
+                    body = bytes(buf[offset + 5:end])
+                else:
+                    kind, body = CONTROL, bytes(buf[offset + 4:end])
+                self._offset = end
+                yield kind, body
+        finally:
+            del buf[:self._offset]
+            self._offset = 0
 
 
 def recv_exact(sock: socket.socket, size: int) -> bytes:
