@@ -10,7 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coop.ipc.framing import (
-    CONTROL, DATA, MAX_FRAME, FrameParser, ProtocolError, decode_json, encode, encode_control,
+    CONTROL,
+    DATA,
+    MAX_FRAME,
+    FrameParser,
+    ProtocolError,
+    decode_json,
+    encode,
+    encode_control,
     encode_data,
 )
 from tests.helpers import COOP, User
@@ -23,7 +30,8 @@ messages = st.dictionaries(st.text(max_size=10), json_values, max_size=5)
 
 
 @given(st.lists(messages, min_size=1, max_size=5), st.data())
-def test_request_frames_survive_any_split(frames: list[dict[str, Any]], data: st.DataObject) -> None:
+def test_request_frames_survive_any_split(frames: list[dict[str, Any]],
+                                          data: st.DataObject) -> None:
     wire = b"".join(encode(m) for m in frames)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=6)))
     parser = FrameParser()

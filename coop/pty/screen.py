@@ -23,11 +23,12 @@ from pyte import modes as pyte_modes
 
 from coop.pty.ring import OutputRing
 
-RESTART_BEHIND = 256 * 1024
+RESTART_BEHIND = 128 * 1024
 # Private modes worth restoring on a new client, pyte-shifted (mode << 5).
 ALT_SCREEN_MODES = (1049, 1047, 47)
 INPUT_MODES = (1, 1000, 1002, 1003, 1005, 1006, 2004)
 _REPAINT = re.compile(rb"\x1b\[2J|\x1b\[\?(?:1049|1047|47)[hl]|\x1bc")
+_HOME = re.compile(rb"\x1b\[(?:1;1)?H")
 _NAMED_COLOURS = {
     "black": 0, "red": 1, "green": 2, "brown": 3, "yellow": 3, "blue": 4, "magenta": 5,
     "cyan": 6, "white": 7,
@@ -167,6 +168,12 @@ class ScreenTracker:
             last = match
         if last is not None:
             return since + last.start()
+        # No full repaint: a redrawing program that homes the cursor every frame is the
+        # next best place; else only the newest bytes.
+        recent = max(0, len(data) - RESTART_BEHIND)
+        homes = list(_HOME.finditer(data, recent))
+        if homes:
+            return since + homes[-1].start()
         return max(since, self.ring.end - RESTART_BEHIND)
 
     def catch_up(self, budget: int | None = None) -> bool:
