@@ -409,6 +409,10 @@ def test_window_size_follows_the_most_recently_active_client(session_user: User)
     big = spawn_on_pty(session_user, COOP + ["attach"], size=(40, 140))
     for client in (small, big):
         client.read_until(b"$")
+    # Each client's own first resize precedes its keystrokes on its connection: once an
+    # echo of `big` arrived, its start-up resize cannot land after `small` types.
+    big.write(b"echo big-ready\r")
+    big.read_until(b"big-ready\r\n")
     small.write(b"stty size\r")
     small.read_until(b"20 60")
     big.write(b"stty size\r")
