@@ -43,8 +43,11 @@ read-write at /workspace (the Coopfile's `workspace.path`); every other write
 lands in a throwaway upper dir. The exit code is the command's (127 when it
 does not exist inside the sandbox).
 
-The network defaults to `host` (no isolation) until the filtering proxy is the
-default; `--network none` gives the sandbox loopback only.
+The network defaults to `proxy`: the sandbox has only its own loopback, and coop's
+HTTP(S) proxy (HTTPS_PROXY is set) lets it reach the agents' APIs, the package
+registries and the Coopfile's `network.allow` hosts, nothing else. `none` is loopback
+only; `host` shares the host's network (no isolation); `veth` (root only) gives a
+NATed interface.
 
 examples:
   coop run -- bash
@@ -97,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the project directory (default: the current directory)")
     run.add_argument("-f", "--file", dest="run_file", type=Path, metavar="FILE",
                      help="the Coopfile (default: Coopfile, coop.yaml or coop.toml in DIR)")
-    run.add_argument("--network", choices=("none", "host"),
-                     help="network mode (default: the Coopfile's, else host)")
+    run.add_argument("--network", choices=("proxy", "none", "host", "veth"),
+                     help="network mode (default: the Coopfile's, else proxy)")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...",
                      help="the command and its arguments (default: the Coopfile's agent)")
 
@@ -160,6 +163,8 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
     logs.add_argument("-n", "--lines", type=int, metavar="N", help="only the last N lines")
     logs.add_argument("--raw", action="store_true", help="keep escape sequences")
+    logs.add_argument("--network", action="store_true",
+                      help="the proxy's denials instead of a PTY's output")
 
     restart = add("restart", "restart a session's agent", "coop restart\ncoop restart myapp")
     restart.add_argument("session", nargs="?", help="name or workspace path")
@@ -221,7 +226,8 @@ def _dispatch_session(args: argparse.Namespace) -> int:
     if args.command == "ls":
         return session.ls(args.json)
     if args.command == "logs":
-        return session.logs(args.session, args.pty, args.follow, args.lines, args.raw)
+        return session.logs(args.session, args.pty, args.follow, args.lines, args.raw,
+                            args.network)
     if args.command == "restart":
         return session.restart(args.session)
     if args.command == "kill":

@@ -46,9 +46,12 @@ def test_host_base_overlays_system_dirs_and_nothing_else(tmp_path: Path) -> None
 
 
 def test_environment_is_exactly_the_documented_one(tmp_path: Path) -> None:
-    plan = plan_for(tmp_path, CoopConfig(workspace=tmp_path))
+    plan = plan_for(tmp_path, CoopConfig(workspace=tmp_path, network_mode="none"))
     assert set(plan.env) == {"PATH", "TERM", "LANG", "HOME", "USER", "COOP_SESSION",  # type: ignore[attr-defined]
                              "COOP_WORKSPACE", "K"}
+    proxied = plan_for(tmp_path, CoopConfig(workspace=tmp_path))  # the default: proxy
+    assert proxied.env["HTTPS_PROXY"] == proxied.env["http_proxy"] == "http://127.0.0.1:3128"  # type: ignore[attr-defined]
+    assert proxied.env["NO_PROXY"] == "localhost,127.0.0.1,::1"  # type: ignore[attr-defined]
 
 
 def test_coop_home_under_an_exposed_dir_is_masked(tmp_path: Path) -> None:

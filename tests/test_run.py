@@ -31,8 +31,9 @@ def test_environment_is_minimal(any_user: User) -> None:
     result = any_user.coop("run", "--", "env", env=env)
     assert result.returncode == 0, result.stderr
     names = {line.split("=", 1)[0] for line in result.stdout.decode().splitlines()}
+    proxy = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"}
     assert names <= {"PATH", "TERM", "LANG", "HOME", "USER", "COOP_SESSION",
-                     "COOP_WORKSPACE", "PWD", "SHLVL", "_"}
+                     "COOP_WORKSPACE", "PWD", "SHLVL", "_"} | proxy | {p.lower() for p in proxy}
     assert b"hunter2" not in result.stdout
     assert f"HOME={any_user.home}".encode() in result.stdout
     assert b"COOP_WORKSPACE=/workspace" in result.stdout

@@ -62,8 +62,10 @@ def render(agent: str, image: str) -> str:
     lines += [
         "",
         "network:",
-        "  mode: host             # none (loopback only) | host",
-        "  # allow: [api.example.com, \"*.github.com\"]",
+        "  mode: proxy            # proxy (allow list) | none (loopback only) | host",
+        "  # allow: [api.example.com, \"*.example.org\"]   # added to the built-in list of",
+        "  #                      # agents' APIs and package registries",
+        "# ports: [3000]          # open a dev server of the sandbox on the host's localhost",
         "",
         "limits: {pids: 4096, nofile: 4096}",
         "",

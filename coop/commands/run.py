@@ -20,7 +20,7 @@ from coop.pty.relay import Pipe, raw_terminal, relay, window_size
 from coop.sandbox.bases import resolve_base
 from coop.sandbox.identity import current_identity
 from coop.sandbox.init import exit_code
-from coop.sandbox.launch import launch
+from coop.sandbox.launch import Sandbox, launch
 from coop.sandbox.plan import SandboxPlan, build_plan, prepare, remove_tree
 
 
@@ -55,8 +55,8 @@ def run(argv: list[str], workspace: Path | None, coopfile: Path | None,
     try:
         prepare(plan)
         if interactive:
-            return _run_with_pty(plan)
-        return _run_with_pipes(plan)
+            return _run_with_pty(plan, config.network_allow)
+        return _run_with_pipes(plan, config.network_allow)
     finally:
         remove_tree(upper)
         try:
@@ -65,8 +65,38 @@ def run(argv: list[str], workspace: Path | None, coopfile: Path | None,
             pass
 
 
-def _run_with_pty(plan: SandboxPlan) -> int:
+def _start_proxy(sandbox: Sandbox, allow: list[str], interactive: bool) -> None:
+    """`coop run` has no daemon: the proxy runs on a thread of this process."""
+    if sandbox.proxy_listener is None:
+        return
+    import asyncio
+    import threading
+
+    from coop.net.policy import AllowList
+    from coop.net.proxy import Denial, ForwardProxy
+
+    end = "\r\n" if interactive else "\n"
+
+    def denied(denial: Denial) -> None:
+        sys.stderr.write(f"coop: blocked {denial.host}:{denial.port}: {denial.reason}{end}")
+        sys.stderr.flush()
+
+    listener = sandbox.proxy_listener
+    from coop.limits import raise_nofile
+
+    raise_nofile()
+
+    async def serve() -> None:
+        proxy = ForwardProxy(AllowList(allow), on_denial=denied)
+        await proxy.start(listener)
+        await asyncio.Event().wait()
+
+    threading.Thread(target=asyncio.run, args=(serve(),), daemon=True, name="proxy").start()
+
+
+def _run_with_pty(plan: SandboxPlan, allow: list[str]) -> int:
     sandbox = launch(plan)
+    _start_proxy(sandbox, allow, interactive=True)
     _, master = sandbox.spawn_result()
     assert master is not None
     with raw_terminal(0):
@@ -77,7 +107,7 @@ def _run_with_pty(plan: SandboxPlan) -> int:
     return exit_code(status)
 
 
-def _run_with_pipes(plan: SandboxPlan) -> int:
+def _run_with_pipes(plan: SandboxPlan, allow: list[str]) -> int:
     """Non-terminal fds go straight in; any terminal fd is replaced by a relayed pipe."""
     stdio: list[int] = []
     pipes: list[Pipe] = []
@@ -96,6 +126,7 @@ def _run_with_pipes(plan: SandboxPlan) -> int:
             pipes.append(Pipe(read_end, fd, close_dst_on_eof=False, output=True))
             theirs.append(write_end)
     sandbox = launch(plan, (stdio[0], stdio[1], stdio[2]))
+    _start_proxy(sandbox, allow, interactive=False)
     for fd in theirs:
         os.close(fd)
     sandbox.spawn_result()

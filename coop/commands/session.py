@@ -137,10 +137,11 @@ def plain_text(data: bytes) -> bytes:
     return re.sub(rb"[^\n]*\r(?!\n)", b"", text).replace(b"\x07", b"")
 
 
-def logs(session: str | None, pty: int, follow: bool, lines: int | None, raw: bool) -> int:
+def logs(session: str | None, pty: int, follow: bool, lines: int | None, raw: bool,
+         network: bool = False) -> int:
     sock = connect(coop_paths())
     request(sock, {"cmd": "logs", "session": session, "pty": pty, "follow": follow,
-                   "lines": lines, "cwd": os.getcwd()})
+                   "lines": lines, "cwd": os.getcwd(), "network": network})
     parser = FrameParser(stream=True)
     out = sys.stdout.buffer
     try:

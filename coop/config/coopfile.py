@@ -36,8 +36,7 @@ def builtin_defaults() -> dict[str, Any]:
         "image": "host",
         "agent": {"restart": "on-failure", "restart_delay_ms": 1000},
         "workspace": {"path": "/workspace"},
-        # `host` until the proxy lands as the default (issue 5); `coop run --help` says so.
-        "network": {"mode": "host", "allow": []},
+        "network": {"mode": "proxy", "allow": []},
         "input_filter": {"ctrl_c": "debounce", "ctrl_c_debounce_ms": 500, "block": []},
         "limits": {"pids": 4096, "nofile": 4096},
         "session": {"detach_keys": "ctrl-]"},
@@ -79,7 +78,7 @@ class CoopConfig:
     workspace_path: str = "/workspace"
     env: dict[str, str] = field(default_factory=dict)
     mounts: list[MountSpec] = field(default_factory=list)
-    network_mode: str = "host"
+    network_mode: str = "proxy"
     network_allow: list[str] = field(default_factory=list)
     ports: list[str] = field(default_factory=list)
     ctrl_c: str = "debounce"
@@ -144,7 +143,7 @@ def _to_config(data: dict[str, Any], workspace: Path, sources: list[Path]) -> Co
         workspace_path=ws.get("path", "/workspace"),
         env=data.get("env", {}),
         mounts=data.get("mounts", []),
-        network_mode=network.get("mode", "host"),
+        network_mode=network.get("mode", "proxy"),
         network_allow=network.get("allow", []),
         ports=data.get("ports", []),
         ctrl_c=flt.get("ctrl_c", "debounce"),

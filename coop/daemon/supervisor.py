@@ -21,6 +21,7 @@ import signal
 import socket
 import stat
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ from coop.ipc.framing import (
     encode_data,
     error,
 )
+from coop.net.forward import PortForward
+from coop.net.policy import AllowList
+from coop.net.proxy import Denial, ForwardProxy
 from coop.paths import CoopPaths, coop_paths, ensure_private_dir
 from coop.sandbox.bases import resolve_base
 from coop.sandbox.identity import current_identity
@@ -89,6 +93,12 @@ class Supervisor:
         self._spawns: dict[int, tuple[list[str], str]] = {}
         self._ending = False
         self._waiter: asyncio.Task[None] | None = None
+        self.network_mode = "proxy"
+        self.network_allow: list[str] = []
+        self.ports: list[str] = []
+        self.denials: deque[Denial] = deque(maxlen=1000)
+        self.network_followers: set[Conn] = set()
+        self.forwards: list[PortForward] = []
 
     # -- set-up (blocking, before the loop runs) --------------------------------------
     def setup(self) -> None:
@@ -100,6 +110,9 @@ class Supervisor:
         self.shell = config.shell
         self.restart_policy = config.agent_restart
         self.restart_delay = config.agent_restart_delay_ms / 1000
+        self.network_mode = config.network_mode
+        self.network_allow = list(config.network_allow)
+        self.ports = list(config.ports)
         runtime = ensure_private_dir(session_runtime(self.paths, self.name))
         notify = runtime / "notify"
         if not notify.exists():
@@ -160,6 +173,7 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGINT, lambda: self.kill(force=False))
         argv, size = self._first
         self.ptys[0] = Pty(0, "agent", argv, size, self.emit)
+        await self._start_network()
         for message, fds in self.sandbox.pending:  # the agent's spawn, made during set-up
             self._on_init_message(message, fds)
         self.sandbox.pending.clear()
@@ -168,6 +182,32 @@ class Supervisor:
             await self.done
         finally:
             ticker.cancel()
+
+    async def _start_network(self) -> None:
+        assert self.sandbox is not None
+        if self.sandbox.proxy_listener is not None:
+            proxy = ForwardProxy(AllowList(self.network_allow), on_denial=self._on_denial)
+            await proxy.start(self.sandbox.proxy_listener)
+        for entry in self.ports:
+            host_port, inside_port = (int(p) for p in entry.split(":"))
+            if self.network_mode == "host":
+                break  # the sandbox shares the host's network: nothing to forward
+            forward = PortForward(host_port, inside_port, self.sandbox.connect_inside)
+            try:
+                await forward.start()
+            except OSError as exc:
+                self.ptys[0].notice(f"cannot forward 127.0.0.1:{host_port} to the sandbox's "
+                                    f"port {inside_port}: {exc.strerror or exc}")
+                continue
+            self.forwards.append(forward)
+
+    def _on_denial(self, denial: Denial) -> None:
+        self.denials.append(denial)
+        self.emit({"event": "network_denied", "host": denial.host, "port": denial.port,
+                   "reason": denial.reason})
+        line = encode_data((denial.line() + "\n").encode())
+        for conn in self.network_followers:
+            conn.send(line)
 
     async def _tick(self) -> None:
         while True:
@@ -298,6 +338,7 @@ class Supervisor:
 
     def _on_close(self, conn: Conn) -> None:
         self.daemons.discard(conn)
+        self.network_followers.discard(conn)
         for pty in self.ptys.values():
             if conn in pty.clients:
                 pty.clients.discard(conn)
@@ -362,6 +403,9 @@ class Supervisor:
         cmd = message.get("cmd")
         if cmd == "shell":
             target = self._shell_pty(message)
+        elif cmd == "logs" and message.get("network"):
+            self._network_logs(conn, message)
+            return
         elif cmd in ("attach", "logs", "snapshot"):
             target = self._pty(message)
         else:
@@ -456,6 +500,20 @@ class Supervisor:
         if message.get("follow"):
             conn.state["pty"] = pty.ident
             pty.followers.add(conn)
+        else:
+            conn.close(flush=True)
+
+    def _network_logs(self, conn: Conn, message: dict[str, Any]) -> None:
+        lines = [d.line() + "\n" for d in self.denials]
+        if message.get("lines") is not None:
+            lines = lines[-int(message["lines"]):] if int(message["lines"]) > 0 else []
+        conn.reply({"ok": True, "network": True})
+        conn.set_stream(True)
+        conn.on_frame = lambda c, k, b: None
+        if lines:
+            conn.send(encode_data("".join(lines).encode()))
+        if message.get("follow"):
+            self.network_followers.add(conn)
         else:
             conn.close(flush=True)
 
@@ -595,6 +653,9 @@ def listen(path: Path) -> socket.socket:
 
 def run_supervisor(request: dict[str, Any], status_fd: int) -> None:
     """Entry of the supervisor process (already detached); reports set-up on `status_fd`."""
+    from coop.limits import raise_nofile
+
+    raise_nofile()
     paths = coop_paths()
     sup = Supervisor(request, paths)
     try:

@@ -148,11 +148,44 @@ def live_check() -> Check:
                  "forbids unprivileged user namespaces (check `dmesg`).")
 
 
+def network_check() -> Check:
+    """The `proxy` and `none` modes: a network namespace of our own with loopback up."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        try:
+            from coop.sandbox import syscalls as sc
+            from coop.sandbox.netns import loopback_up
+
+            uid, gid = os.getuid(), os.getgid()
+            sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNET)
+            for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"),
+                               ("gid_map", f"0 {gid} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+            loopback_up()
+            os._exit(0)
+        except OSError as exc:
+            os.write(write_fd, (exc.strerror or str(exc)).encode())
+            os._exit(1)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as f:
+        message = f.read().decode()
+    _, status = os.waitpid(pid, 0)
+    if status == 0:
+        return Check("network namespace", True, "own namespace with loopback works "
+                     "(network modes proxy and none)")
+    return Check("network namespace", False, f"cannot isolate the network: {message}",
+                 "Enable network namespaces (user.max_net_namespaces > 0), or use "
+                 "`network: {mode: host}` in the Coopfile, which does not isolate the network.")
+
+
 def run_checks(proc_sys: Path = Path("/proc/sys"), live: bool = True) -> list[Check]:
     checks = [kernel_check(proc_sys), *userns_checks(proc_sys), *limits_checks(proc_sys),
               cgroup_check()]
     if live:
-        checks.append(live_check())
+        checks += [live_check(), network_check()]
     return checks
 
 

@@ -17,6 +17,7 @@ CVE-2017-5226) and `tty` inside names a real device.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -40,7 +41,23 @@ class Sandbox:
     """Host pid of the sandbox's PID 1."""
     control: socket.socket
     """The seqpacket socket to init; closing it kills the sandbox."""
+    netctl: socket.socket | None = None
+    """The seqpacket socket to the outer process, which makes sockets in the sandbox's
+    network namespace on request (`connect_inside`)."""
+    proxy_listener: socket.socket | None = None
+    """For `proxy` mode: a listening socket on 127.0.0.1:PROXY_PORT inside the sandbox."""
     pending: list[tuple[dict[str, Any], list[int]]] = field(default_factory=list)
+
+    def connect_inside(self, port: int) -> socket.socket:
+        """A TCP connection to 127.0.0.1:`port` inside the sandbox's network namespace."""
+        if self.netctl is None:
+            raise OSError("this sandbox has no network namespace of its own")
+        send(self.netctl, {"op": "connect", "port": port})
+        data, fds, _, _ = socket.recv_fds(self.netctl, 4096, 1)
+        reply = json.loads(data) if data else {"error": "the sandbox is gone"}
+        if not fds:
+            raise OSError(reply.get("error", "cannot connect inside the sandbox"))
+        return socket.socket(fileno=fds[0])
 
     def request(self, message: dict[str, Any]) -> None:
         send(self.control, message)
@@ -87,18 +104,24 @@ def launch(plan: SandboxPlan, stdio: tuple[int, int, int] = (0, 1, 2),
     Raises `SandboxError` (never runs the command unsandboxed) when any step fails.
     """
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    net_parent, net_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     caller = os.getpid()
     pid = os.fork()
     if pid == 0:  # outer
         parent_sock.close()
-        _outer(plan, child_sock, stdio, caller, first_command(plan) if start_first else None,
-               exit_with_first)
+        net_parent.close()
+        _outer(plan, child_sock, net_child, stdio, caller,
+               first_command(plan) if start_first else None, exit_with_first)
     child_sock.close()
+    net_child.close()
     try:
-        return _await_ready(parent_sock, pid, start_first)
+        sandbox = _await_ready(parent_sock, pid, start_first)
     except BaseException:
         parent_sock.close()
+        net_parent.close()
         raise
+    sandbox.netctl = net_parent
+    return sandbox
 
 
 def _await_ready(sock: socket.socket, pid: int, start_first: bool) -> Sandbox:
@@ -115,6 +138,8 @@ def _await_ready(sock: socket.socket, pid: int, start_first: bool) -> Sandbox:
                                _doctor_hint())
         if "pid" in message and "spawned" not in message:
             sandbox.init_pid = message["pid"]
+            if fds:
+                sandbox.proxy_listener = socket.socket(fileno=fds[0])
         ready = ready or bool(message.get("ready"))
         if "spawned" in message or "spawn_error" in message:
             sandbox.pending.append((message, fds))
@@ -139,9 +164,11 @@ def _write_id_maps(inside_uid: int, outside_uid: int, inside_gid: int, outside_g
         f.write(f"{inside_gid} {outside_gid} 1")
 
 
-def _outer(plan: SandboxPlan, sock: socket.socket, stdio: tuple[int, int, int], caller: int,
-           first: dict[str, Any] | None, exit_with_first: bool) -> None:
-    """The first child: create the namespaces, then fork init and wait for it."""
+def _outer(plan: SandboxPlan, sock: socket.socket, netctl: socket.socket,
+           stdio: tuple[int, int, int], caller: int, first: dict[str, Any] | None,
+           exit_with_first: bool) -> None:
+    """The first child: create the namespaces, fork init, then serve `netctl` (sockets
+    made inside the network namespace) until init exits."""
     code = 1
     try:
         os.setpgid(0, 0)  # terminal signals reach the caller only, which forwards them
@@ -152,7 +179,7 @@ def _outer(plan: SandboxPlan, sock: socket.socket, stdio: tuple[int, int, int], 
         for target, fd in enumerate(stdio):
             if fd != target:
                 os.dup2(fd, target, inheritable=True)
-        _close_other_fds(keep={0, 1, 2, sock.fileno()})
+        _close_other_fds(keep={0, 1, 2, sock.fileno(), netctl.fileno()})
         flags = (sc.CLONE_NEWUSER | sc.CLONE_NEWNS | sc.CLONE_NEWPID | sc.CLONE_NEWUTS
                  | sc.CLONE_NEWIPC)
         if plan.network != "host":
@@ -163,23 +190,77 @@ def _outer(plan: SandboxPlan, sock: socket.socket, stdio: tuple[int, int, int], 
             raise OSError(exc.errno, "cannot create namespaces: "
                                      f"{os.strerror(exc.errno or 0)}") from None
         _write_id_maps(0, plan.identity.uid, 0, plan.identity.gid)
+        listener = None
         if plan.network != "host":
             from coop.sandbox.netns import loopback_up
 
             loopback_up()
+            if plan.proxy_port:
+                listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind(("127.0.0.1", plan.proxy_port))
+                listener.listen(512)
         init = os.fork()
         if init == 0:
+            netctl.close()
+            if listener is not None:
+                listener.close()
             _init(plan, sock, first, exit_with_first)
-        send(sock, {"pid": init})
+        send(sock, {"pid": init}, [listener.fileno()] if listener is not None else None)
+        if listener is not None:
+            listener.close()
         sock.close()
         for sig in FORWARDED_SIGNALS:
             signal.signal(sig, lambda s, _f: _kill(init, s))
-        _, status = os.waitpid(init, 0)
-        code = exit_code(status)
+        code = _serve_netctl(netctl, init)
     except BaseException as exc:
         report(sock, exc)
     finally:
         os._exit(code)
+
+
+def _serve_netctl(netctl: socket.socket, init: int) -> int:
+    """Make connected sockets inside the network namespace (port forwards) until init
+    exits; returns init's exit code."""
+    import selectors
+
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    sel = selectors.DefaultSelector()
+    sel.register(wake_r, selectors.EVENT_READ)
+    sel.register(netctl, selectors.EVENT_READ)
+    while True:
+        pid, status = os.waitpid(init, os.WNOHANG)
+        if pid:
+            return exit_code(status)
+        for key, _ in sel.select():
+            if key.fileobj is netctl:
+                try:
+                    data = netctl.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    sel.unregister(netctl)  # the caller is gone; PDEATHSIG ends us
+                    continue
+                _connect_for(netctl, json.loads(data))
+            else:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 512)
+
+
+def _connect_for(netctl: socket.socket, request: dict[str, Any]) -> None:
+    conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        conn.settimeout(2)
+        conn.connect(("127.0.0.1", int(request.get("port", 0))))
+        conn.settimeout(None)
+        send(netctl, {"ok": True}, [conn.fileno()])
+    except (OSError, ValueError) as exc:
+        send(netctl, {"error": f"nothing listens on port {request.get('port')} inside the "
+                               f"sandbox ({exc})"})
+    finally:
+        conn.close()
 
 
 def _close_other_fds(keep: set[int]) -> None:

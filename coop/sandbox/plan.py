@@ -108,6 +108,8 @@ class SandboxPlan:
     mount_points: list[tuple[str, bool]] = field(default_factory=list)
     """(sandbox path, is_dir) mount points to create in the upper dir by prepare()."""
     layout: BaseLayout = field(default_factory=lambda: BaseLayout("host"))
+    proxy_port: int | None = None
+    """In `proxy` mode, the port inside the sandbox where coop's proxy listens."""
 
     def describe(self) -> list[str]:
         return [op.describe() for op in self.ops]
@@ -169,7 +171,13 @@ def build_plan(config: CoopConfig, ident: Identity, paths: CoopPaths, *, name: s
         ops.append(ReadOnlyRoot())
     shell = config.shell[0] if config.shell else "/bin/sh"
     plan.files = _generated_files(plan, layout, shell)
-    plan.env = {"PATH": DEFAULT_PATH, "TERM": term, "LANG": lang, **env,
+    proxy: dict[str, str] = {}
+    if config.network_mode == "proxy":
+        from coop.net.proxy import PROXY_PORT, proxy_env
+
+        plan.proxy_port = PROXY_PORT
+        proxy = proxy_env(PROXY_PORT)
+    plan.env = {"PATH": DEFAULT_PATH, "TERM": term, "LANG": lang, **proxy, **env,
                 "HOME": ident.home, "USER": ident.name,
                 "COOP_SESSION": name, "COOP_WORKSPACE": ws_path}
     return plan
@@ -238,8 +246,11 @@ def _generated_files(plan: SandboxPlan, layout: BaseLayout, shell: str) -> dict[
                 files["/etc/resolv.conf"] = f.read()
         except OSError:
             pass
+    elif plan.network == "proxy":
+        files["/etc/resolv.conf"] = ("# coop: no DNS inside; HTTP(S) goes through coop's proxy "
+                                     "at $HTTPS_PROXY, which resolves names itself\n")
     else:
-        files["/etc/resolv.conf"] = "# coop: this sandbox has no direct network access\n"
+        files["/etc/resolv.conf"] = "# coop: this sandbox has no network access\n"
     return files
 
 

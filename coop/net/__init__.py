@@ -1,0 +1,1 @@
+"""Network policy: the allow-list HTTP(S) proxy, port forwards and veth (SPEC §5.4)."""

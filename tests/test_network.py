@@ -1,0 +1,227 @@
+"""Network policy from inside real sandboxes: the allow-list proxy and port forwards.
+
+Servers the tests start run on the host's loopback (as the test process); the sandbox has
+its own network namespace, so it can reach them only through coop's proxy, and only when
+the allow list lets it.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import ssl
+import subprocess
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coop.net.policy import AllowList, parse_ip
+from tests.helpers import User
+
+PROXY = "http://127.0.0.1:3128"
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = f"hello from the host {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def host_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
+    """An HTTP and an HTTPS server on the host's 127.0.0.1."""
+    plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    tls = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    certs = tmp_path_factory.mktemp("certs")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(certs / "key.pem"),
+                    "-out", str(certs / "cert.pem")], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs / "cert.pem", certs / "key.pem")
+    tls.socket = context.wrap_socket(tls.socket, server_side=True)
+    for server in (plain, tls):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield plain.server_address[1], tls.server_address[1]
+    plain.shutdown()
+    tls.shutdown()
+
+
+def coopfile(user: User, text: str) -> None:
+    (user.workspace / "Coopfile").write_text(text)
+    user.chown(user.workspace)
+
+
+def sh(user: User, script: str) -> subprocess.CompletedProcess[bytes]:
+    return user.coop("run", "--", "sh", "-c", script)
+
+
+def py(user: User, code: str) -> subprocess.CompletedProcess[bytes]:
+    return user.coop("run", "--", "python3", "-c", textwrap.dedent(code))
+
+
+def test_allowed_ip_is_reached_through_the_proxy_with_curl_and_urllib(
+        user: User, host_servers: tuple[int, int]) -> None:
+    http_port, https_port = host_servers
+    coopfile(user, "network: {allow: [127.0.0.1]}\n")
+    curl = sh(user, f"curl -sS --noproxy '' http://127.0.0.1:{http_port}/a; echo; "
+                    f"curl -sS -k --noproxy '' https://127.0.0.1:{https_port}/b")
+    assert curl.returncode == 0, curl.stderr
+    assert curl.stdout.decode().split("\n") == ["hello from the host /a",
+                                                "hello from the host /b"]
+    urllib = py(user, f"""
+        import os, ssl, urllib.request
+        proxy = os.environ["HTTPS_PROXY"]
+        del os.environ["no_proxy"], os.environ["NO_PROXY"]  # the host's 127.0.0.1: via proxy
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({{"http": proxy, "https": proxy}}),
+            urllib.request.HTTPSHandler(context=ssl._create_unverified_context()))
+        print(opener.open("http://127.0.0.1:{http_port}/c").read().decode())
+        print(opener.open("https://127.0.0.1:{https_port}/d").read().decode())
+    """)
+    assert urllib.returncode == 0, urllib.stderr
+    assert urllib.stdout.decode().split("\n")[:2] == ["hello from the host /c",
+                                                      "hello from the host /d"]
+
+
+def test_unlisted_host_is_refused_with_a_clear_error(user: User,
+                                                     host_servers: tuple[int, int]) -> None:
+    http_port, _ = host_servers
+    result = sh(user, f"curl -sS --noproxy '' -w ' %{{http_code}}' "
+                      f"http://127.0.0.1:{http_port}/x; echo; "
+                      "curl -sS -o /dev/null https://example.com/ 2>&1; echo")
+    out = result.stdout.decode()
+    assert "coop proxy: 127.0.0.1 is not on the allow list" in out and " 403" in out
+    assert "CONNECT tunnel failed, response 403" in out
+    assert b"coop: blocked 127.0.0.1:" in result.stderr
+    assert b"coop: blocked example.com:443" in result.stderr
+
+
+def test_direct_connections_to_host_loopback_fail(user: User,
+                                                  host_servers: tuple[int, int]) -> None:
+    http_port, _ = host_servers
+    coopfile(user, "network: {allow: [127.0.0.1]}\n")  # even when listed: only via the proxy
+    result = py(user, f"""
+        import socket
+        try:
+            socket.create_connection(("127.0.0.1", {http_port}), timeout=2)
+            print("connected")
+        except OSError as exc:
+            print("refused", exc.errno)
+    """)
+    assert result.stdout.startswith(b"refused"), result.stdout
+
+
+def test_names_resolving_to_private_addresses_are_refused() -> None:
+    allow = AllowList(["*.corp.example", "intranet.example", "10.1.2.3"], defaults=False)
+    loopback, private = parse_ip("127.0.0.1"), parse_ip("10.9.9.9")
+    metadata, public = parse_ip("169.254.169.254"), parse_ip("93.184.216.34")
+    assert loopback and private and metadata and public
+    assert allow.check_name("build.corp.example").allowed
+    assert not allow.check_address("build.corp.example", loopback).allowed  # rebinding
+    assert not allow.check_address("build.corp.example", metadata).allowed
+    assert allow.check_address("build.corp.example", public).allowed
+    assert allow.check_address("intranet.example", private).allowed  # listed by name
+    assert allow.check_name("10.1.2.3").allowed and not allow.check_name("10.1.2.4").allowed
+    assert not allow.check_address("x.corp.example", parse_ip("::ffff:127.0.0.1")).allowed  # type: ignore[arg-type]
+    assert not allow.check_name("corp.example").allowed  # a wildcard is not its apex
+    assert AllowList([]).check_name("api.anthropic.com").allowed  # the defaults
+    assert AllowList([]).check_name("registry.npmjs.org").allowed
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs an /etc/hosts entry (root)")
+def test_dns_rebinding_to_loopback_is_refused_end_to_end(
+        user: User, host_servers: tuple[int, int]) -> None:
+    http_port, _ = host_servers
+    hosts = Path("/etc/hosts")
+    saved = hosts.read_text()
+    hosts.write_text(saved + "127.0.0.1 rebind.coop-test.invalid\n")
+    try:
+        coopfile(user, "network: {allow: ['*.coop-test.invalid']}\n")
+        result = sh(user, f"curl -sS http://rebind.coop-test.invalid:{http_port}/")
+    finally:
+        hosts.write_text(saved)
+    assert b"rebind.coop-test.invalid resolves to 127.0.0.1, a private or local address" \
+        in result.stdout, result.stdout
+    assert b"hello from the host" not in result.stdout
+
+
+def test_many_parallel_connections_all_complete(user: User,
+                                                host_servers: tuple[int, int]) -> None:
+    http_port, _ = host_servers
+    coopfile(user, "network: {allow: [127.0.0.1]}\n")
+    result = py(user, f"""
+        import concurrent.futures, os, urllib.request
+        proxy = os.environ["HTTP_PROXY"]
+        del os.environ["no_proxy"], os.environ["NO_PROXY"]
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({{"http": proxy}}))
+        def get(i):
+            return opener.open(f"http://127.0.0.1:{http_port}/{{i}}", timeout=30).read()
+        with concurrent.futures.ThreadPoolExecutor(64) as pool:
+            bodies = list(pool.map(get, range(300)))
+        print(sum(b == f"hello from the host /{{i}}".encode() for i, b in enumerate(bodies)))
+    """)
+    assert result.stdout.strip() == b"300", result.stderr
+
+
+def test_idle_clients_do_not_exhaust_the_proxy(user: User,
+                                               host_servers: tuple[int, int]) -> None:
+    http_port, _ = host_servers
+    coopfile(user, "network: {allow: [127.0.0.1]}\n")
+    result = py(user, f"""
+        import os, socket, time, urllib.request
+        idle = [socket.create_connection(("127.0.0.1", 3128)) for _ in range(600)]
+        proxy = os.environ["HTTP_PROXY"]
+        del os.environ["no_proxy"], os.environ["NO_PROXY"]
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({{"http": proxy}}))
+        start = time.monotonic()
+        body = opener.open("http://127.0.0.1:{http_port}/ok", timeout=30).read()
+        print(body.decode(), round(time.monotonic() - start, 1))
+    """)
+    text = result.stdout.decode()
+    assert text.startswith("hello from the host /ok"), result.stderr
+    assert float(text.split()[-1]) <= 11  # at worst, one head timeout
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_ports_forward_into_the_sandbox_and_denials_are_logged(session_user: User) -> None:
+    host_port = _free_port()
+    coopfile(session_user, f"ports: ['{host_port}:8000']\n")
+    (session_user.workspace / "index.html").write_text("served from the sandbox\n")
+    session_user.chown(session_user.workspace)
+    result = session_user.coop("-d", "--", "sh", "-c",
+                               "curl -s https://example.com/ >/dev/null; "
+                               "exec python3 -m http.server 8000 --bind 127.0.0.1")
+    assert result.returncode == 0, result.stderr
+    body = b""
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", host_port), timeout=2) as conn:
+                conn.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+                body = b"".join(iter(lambda: conn.recv(65536), b""))
+            if body:
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    assert body.endswith(b"served from the sandbox\n"), body
+    logs = session_user.coop("logs", "--network").stdout.decode()
+    assert "denied example.com:443: example.com is not on the allow list" in logs
+    ls = json.loads(session_user.coop("ls", "--json").stdout)
+    assert ls[0]["name"] == "project"
