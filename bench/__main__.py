@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import sandbox_start, sessions
+from bench import proxy, sandbox_start, sessions
 
-BENCHMARKS = {"sandbox": sandbox_start.main, "sessions": sessions.main}
+BENCHMARKS = {"sandbox": sandbox_start.main, "sessions": sessions.main, "proxy": proxy.main}
 
 
 def main(argv: list[str]) -> int:

@@ -26,6 +26,7 @@ class PortForward:
         self.inside_port = inside_port
         self.connect_inside = connect_inside
         self.server: asyncio.Server | None = None
+        self.tasks: set[asyncio.Task[object]] = set()
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.host_port)
@@ -35,6 +36,10 @@ class PortForward:
             self.server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:  # see ForwardProxy.tasks
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         try:
             inside = self.connect_inside(self.inside_port)
         except OSError as exc:

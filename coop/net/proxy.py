@@ -69,6 +69,9 @@ class ForwardProxy:
         self.silent: dict[asyncio.StreamWriter, float] = {}
         """Connections that have not sent a full request head yet, oldest first."""
         self.server: asyncio.Server | None = None
+        self.tasks: set[asyncio.Task[object]] = set()
+        """Every connection's task: asyncio keeps only weak references to tasks, and a
+        tunnel waiting on two pipes would otherwise be collected while still open."""
 
     async def start(self, listener: socket.socket) -> None:
         listener.setblocking(False)
@@ -79,6 +82,10 @@ class ForwardProxy:
             self.server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         if self.active >= self.max_clients:
             if not self.silent:
                 writer.close()
@@ -222,6 +229,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 async def splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                   up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter) -> None:
+    """Copy both ways until both directions ended (half-closes are passed on)."""
     try:
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
     finally:
