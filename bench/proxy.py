@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 RUNS = int(os.environ.get("BENCH_RUNS", "200"))
@@ -38,9 +39,9 @@ while True:
     threading.Thread(target=serve, args=(conn,), daemon=True).start()
 """
 
-PROXY = """
+PROXY = f"""
 import asyncio, socket, sys
-sys.path.insert(0, %r)
+sys.path.insert(0, {ROOT!r})
 from coop.net.policy import AllowList
 from coop.net.proxy import ForwardProxy
 async def main():
@@ -49,7 +50,7 @@ async def main():
     await ForwardProxy(AllowList(["127.0.0.1"])).start(lst)
     await asyncio.Event().wait()
 asyncio.run(main())
-""" % ROOT
+"""
 
 
 def _spawn(code: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -91,9 +92,11 @@ def main() -> None:
     proxy, proxy_port = _spawn(PROXY)
     try:
         print(f"proxy vs direct on loopback, {RUNS} connections, {SIZE >> 20} MiB downloads")
-        for label, connect in (("direct TCP connect", lambda: _connect_direct(port)),
-                               ("through the proxy (connect + CONNECT + 200)",
-                                lambda: _connect_proxy(proxy_port, port))):
+        connectors: tuple[tuple[str, Callable[[], socket.socket]], ...]
+        connectors = (("direct TCP connect", lambda: _connect_direct(port)),
+                      ("through the proxy (connect + CONNECT + 200)",
+                       lambda: _connect_proxy(proxy_port, port)))
+        for label, connect in connectors:
             times = []
             for _ in range(RUNS):
                 start = time.perf_counter()
@@ -103,9 +106,11 @@ def main() -> None:
             ordered = sorted(times)
             print(f"  {label:46s} p50 {statistics.median(times):6.3f} ms   "
                   f"p99 {ordered[int(len(ordered) * 0.99) - 1]:6.3f} ms", flush=True)
-        for label, connect in (("direct download", lambda: _connect_direct(port)),
-                               ("download through a CONNECT tunnel",
-                                lambda: _connect_proxy(proxy_port, port))):
+        downloads: tuple[tuple[str, Callable[[], socket.socket]], ...]
+        downloads = (("direct download", lambda: _connect_direct(port)),
+                     ("download through a CONNECT tunnel",
+                      lambda: _connect_proxy(proxy_port, port)))
+        for label, connect in downloads:
             rates = []
             for _ in range(3):
                 with connect() as sock:

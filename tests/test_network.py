@@ -225,3 +225,62 @@ def test_ports_forward_into_the_sandbox_and_denials_are_logged(session_user: Use
     assert "denied example.com:443: example.com is not on the allow list" in logs
     ls = json.loads(session_user.coop("ls", "--json").stdout)
     assert ls[0]["name"] == "project"
+
+
+VETH_WORLD = r"""
+ip link set lo up
+unshare -n sleep 120 & WORLD=$!
+sleep 0.3
+ip link add wan0 type veth peer name wan1
+ip link set wan1 netns $WORLD
+ip addr add 198.51.100.2/24 dev wan0
+ip link set wan0 up
+nsenter -t $WORLD -n sh -c 'ip link set lo up; ip addr add 198.51.100.1/24 dev wan1;
+  ip link set wan1 up'
+WWW=$(mktemp -d)
+echo "hello from the internet" > "$WWW/marker"
+cd "$WWW"
+nsenter -t $WORLD -n "$PY" -m http.server 8080 --bind 198.51.100.1 >/dev/null 2>&1 & A=$!
+"$PY" -m http.server 8081 --bind 198.51.100.2 >/dev/null 2>&1 & B=$!
+"$PY" -m http.server 8082 --bind 127.0.0.1 >/dev/null 2>&1 & C=$!
+sleep 1.5
+cd "$WORKSPACE"
+"$@"
+status=$?
+kill $WORLD $A $B $C 2>/dev/null
+rm -rf "$WWW"
+exit $status
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="veth needs root")
+def test_veth_reaches_the_internet_but_not_the_host(world_tmp: Path) -> None:
+    """In a network namespace the test makes (the 'host'), with another one as 'the
+    internet': the sandbox reaches a server out there, and neither the host's own address
+    nor the host's loopback."""
+    workspace = world_tmp / "project"
+    workspace.mkdir()
+    probe = ("curl -s --max-time 5 http://198.51.100.1:8080/marker; "
+             "curl -s --max-time 3 http://198.51.100.2:8081/ >/dev/null && echo HOST-REACHED; "
+             "curl -s --max-time 3 http://127.0.0.1:8082/ >/dev/null && echo LOOPBACK-REACHED; "
+             "ip -4 addr show eth0 | grep -o 'inet [0-9./]*'; true")
+    env = {**os.environ, "WORKSPACE": str(workspace), "COOP_HOME": str(world_tmp / "coop"),
+           "PY": COOP_CMD[0]}
+    result = subprocess.run(["unshare", "-n", "sh", "-c", VETH_WORLD, "sh",
+                             *COOP_CMD, "run", "--network", "veth", "--", "sh", "-c", probe],
+                            capture_output=True, env=env, timeout=120)
+    out = result.stdout.decode()
+    assert "hello from the internet" in out, result.stderr.decode()
+    assert "HOST-REACHED" not in out and "LOOPBACK-REACHED" not in out
+    assert "inet 10.233.0.2/30" in out
+
+
+def test_veth_without_root_is_a_clear_error(user: User) -> None:
+    result = user.coop("run", "--network", "veth", "--", "true")
+    if user.is_root:
+        return
+    assert result.returncode == 1
+    assert b"network mode veth needs coop to run as root" in result.stderr
+
+
+COOP_CMD = [os.environ.get("COOP_PYTHON", __import__("sys").executable), "-m", "coop"]

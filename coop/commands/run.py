@@ -20,7 +20,7 @@ from coop.pty.relay import Pipe, raw_terminal, relay, window_size
 from coop.sandbox.bases import resolve_base
 from coop.sandbox.identity import current_identity
 from coop.sandbox.init import exit_code
-from coop.sandbox.launch import Sandbox, launch
+from coop.sandbox.launch import Sandbox, first_command, launch
 from coop.sandbox.plan import SandboxPlan, build_plan, prepare, remove_tree
 
 
@@ -94,8 +94,20 @@ def _start_proxy(sandbox: Sandbox, allow: list[str], interactive: bool) -> None:
     threading.Thread(target=asyncio.run, args=(serve(),), daemon=True, name="proxy").start()
 
 
+def _launch(plan: SandboxPlan, stdio: tuple[int, int, int] = (0, 1, 2)) -> Sandbox:
+    """Start the sandbox; in veth mode, wire the network before the command starts."""
+    if plan.network != "veth":
+        return launch(plan, stdio)
+    from coop.net import veth
+
+    sandbox = launch(plan, stdio, start_first=False)
+    veth.setup(sandbox.pid)
+    sandbox.request({"op": "spawn", **first_command(plan)})
+    return sandbox
+
+
 def _run_with_pty(plan: SandboxPlan, allow: list[str]) -> int:
-    sandbox = launch(plan)
+    sandbox = _launch(plan)
     _start_proxy(sandbox, allow, interactive=True)
     _, master = sandbox.spawn_result()
     assert master is not None
@@ -125,7 +137,7 @@ def _run_with_pipes(plan: SandboxPlan, allow: list[str]) -> int:
             stdio.append(write_end)
             pipes.append(Pipe(read_end, fd, close_dst_on_eof=False, output=True))
             theirs.append(write_end)
-    sandbox = launch(plan, (stdio[0], stdio[1], stdio[2]))
+    sandbox = _launch(plan, (stdio[0], stdio[1], stdio[2]))
     _start_proxy(sandbox, allow, interactive=False)
     for fd in theirs:
         os.close(fd)

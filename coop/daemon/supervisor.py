@@ -43,7 +43,7 @@ from coop.net.proxy import Denial, ForwardProxy
 from coop.paths import CoopPaths, coop_paths, ensure_private_dir
 from coop.sandbox.bases import resolve_base
 from coop.sandbox.identity import current_identity
-from coop.sandbox.launch import Sandbox, launch
+from coop.sandbox.launch import Sandbox, first_command, launch
 from coop.sandbox.mounts import Bind
 from coop.sandbox.plan import build_plan, prepare, remove_tree
 
@@ -145,9 +145,15 @@ class Supervisor:
         devnull = os.open(os.devnull, os.O_RDWR)
         # The agent is spawned before set-up reports success, so `coop -d` returns once
         # it runs (SPEC: session start is measured until the agent is exec'd).
-        self.sandbox = launch(plan, (devnull, devnull, devnull), start_first=True,
+        veth_mode = config.network_mode == "veth"
+        self.sandbox = launch(plan, (devnull, devnull, devnull), start_first=not veth_mode,
                               exit_with_first=False)
         os.close(devnull)
+        if veth_mode:  # wire the network before the agent starts
+            from coop.net import veth
+
+            veth.setup(self.sandbox.pid)
+            self.sandbox.request({"op": "spawn", **first_command(plan)})
         self._notify_fd = os.open(notify, os.O_RDONLY | os.O_NONBLOCK)
         self._notify_keep = os.open(notify, os.O_WRONLY | os.O_NONBLOCK)  # never EOF
         self._first = (plan.argv, plan.tty_size or (24, 80))

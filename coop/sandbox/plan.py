@@ -131,6 +131,10 @@ def build_plan(config: CoopConfig, ident: Identity, paths: CoopPaths, *, name: s
                term: str = "xterm-256color", lang: str = "C.UTF-8") -> SandboxPlan:
     """Plan a sandbox of `config`'s workspace running `argv`."""
     ws_path = os.path.normpath(config.workspace_path)
+    if config.network_mode == "veth":
+        from coop.net.veth import require_root
+
+        require_root()
     own_netns = config.network_mode != "host"
     ops: list[MountOp] = []
     if layout.kind == "dir":
@@ -246,6 +250,10 @@ def _generated_files(plan: SandboxPlan, layout: BaseLayout, shell: str) -> dict[
                 files["/etc/resolv.conf"] = f.read()
         except OSError:
             pass
+    elif plan.network == "veth":
+        from coop.net.veth import resolv_conf
+
+        files["/etc/resolv.conf"] = resolv_conf()
     elif plan.network == "proxy":
         files["/etc/resolv.conf"] = ("# coop: no DNS inside; HTTP(S) goes through coop's proxy "
                                      "at $HTTPS_PROXY, which resolves names itself\n")
