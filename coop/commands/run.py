@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -52,11 +53,16 @@ def run(argv: list[str], workspace: Path | None, coopfile: Path | None,
                       tty_size=window_size(1) if interactive else None,
                       term=os.environ.get("TERM", "xterm-256color"),
                       lang=os.environ.get("LANG", "C.UTF-8"))
+    early: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        # Until the relay forwards signals, remember them: dying here would take the
+        # sandbox down with us (PDEATHSIG) before the command could react.
+        signal.signal(sig, lambda signum, _frame: early.append(signum))
     try:
         prepare(plan)
         if interactive:
-            return _run_with_pty(plan, config.network_allow)
-        return _run_with_pipes(plan, config.network_allow)
+            return _run_with_pty(plan, config.network_allow, early)
+        return _run_with_pipes(plan, config.network_allow, early)
     finally:
         remove_tree(upper)
         try:
@@ -106,7 +112,7 @@ def _launch(plan: SandboxPlan, stdio: tuple[int, int, int] = (0, 1, 2)) -> Sandb
     return sandbox
 
 
-def _run_with_pty(plan: SandboxPlan, allow: list[str]) -> int:
+def _run_with_pty(plan: SandboxPlan, allow: list[str], early: list[int]) -> int:
     sandbox = _launch(plan)
     _start_proxy(sandbox, allow, interactive=True)
     _, master = sandbox.spawn_result()
@@ -114,12 +120,13 @@ def _run_with_pty(plan: SandboxPlan, allow: list[str]) -> int:
     with raw_terminal(0):
         status = relay([Pipe(0, master, close_dst_on_eof=False),
                         Pipe(master, 1, close_dst_on_eof=False, output=True)],
-                       sandbox.pid, resize=(1, master), forward_to=sandbox.pid)
+                       sandbox.pid, resize=(1, master), forward_to=sandbox.pid,
+                       early_signals=early)
     os.close(master)
     return exit_code(status)
 
 
-def _run_with_pipes(plan: SandboxPlan, allow: list[str]) -> int:
+def _run_with_pipes(plan: SandboxPlan, allow: list[str], early: list[int]) -> int:
     """Non-terminal fds go straight in; any terminal fd is replaced by a relayed pipe."""
     stdio: list[int] = []
     pipes: list[Pipe] = []
@@ -142,5 +149,5 @@ def _run_with_pipes(plan: SandboxPlan, allow: list[str]) -> int:
     for fd in theirs:
         os.close(fd)
     sandbox.spawn_result()
-    status = relay(pipes, sandbox.pid, forward_to=sandbox.pid)
+    status = relay(pipes, sandbox.pid, forward_to=sandbox.pid, early_signals=early)
     return exit_code(status)

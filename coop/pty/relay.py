@@ -8,6 +8,7 @@ copies the pipes that stand in for terminal fds, so the sandbox never holds a ho
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -59,11 +60,12 @@ class Pipe:
 
 
 def relay(pipes: list[Pipe], child: int, *, resize: tuple[int, int] | None = None,
-          forward_to: int | None = None) -> int:
+          forward_to: int | None = None, early_signals: list[int] | None = None) -> int:
     """Copy until `child` exits and its output is drained; returns its wait status.
 
     `resize` = (terminal fd, pty master fd): SIGWINCH copies the size across.
-    `forward_to`: signals that would end this process are sent there instead.
+    `forward_to`: signals that would end this process are sent there instead;
+    `early_signals` arrived before the relay started and are forwarded first.
     """
     sel = selectors.DefaultSelector()
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -77,6 +79,10 @@ def relay(pipes: list[Pipe], child: int, *, resize: tuple[int, int] | None = Non
         os.set_blocking(pipe.src, False)
         sel.register(pipe.src, selectors.EVENT_READ, pipe)
     status: int | None = None
+    for signum in early_signals or []:
+        if forward_to is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(forward_to, signum)
     try:
         while True:
             if status is None:
