@@ -125,10 +125,7 @@ def live_check() -> Check:
                 uid, gid = os.getuid(), os.getgid()
                 sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNS)
                 step = "uid_map"
-                for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"),
-                                   ("gid_map", f"0 {gid} 1")):
-                    with open(f"/proc/self/{name}", "w") as f:
-                        f.write(text)
+                sc.map_ids(0, uid, 0, gid)
                 step = "overlayfs mount"
                 sc.mount("overlay", f"{tmp}/merged", "overlay", 0,
                          f"lowerdir={tmp}/lower,upperdir={tmp}/upper,workdir={tmp}/work,"
@@ -160,10 +157,7 @@ def network_check() -> Check:
 
             uid, gid = os.getuid(), os.getgid()
             sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNET)
-            for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"),
-                               ("gid_map", f"0 {gid} 1")):
-                with open(f"/proc/self/{name}", "w") as f:
-                    f.write(text)
+            sc.map_ids(0, uid, 0, gid)
             loopback_up()
             os._exit(0)
         except OSError as exc:

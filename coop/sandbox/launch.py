@@ -155,15 +155,6 @@ def _doctor_hint() -> str:
     return found or "Run `coop doctor` to check what this machine is missing."
 
 
-def _write_id_maps(inside_uid: int, outside_uid: int, inside_gid: int, outside_gid: int) -> None:
-    with open("/proc/self/setgroups", "w") as f:
-        f.write("deny")
-    with open("/proc/self/uid_map", "w") as f:
-        f.write(f"{inside_uid} {outside_uid} 1")
-    with open("/proc/self/gid_map", "w") as f:
-        f.write(f"{inside_gid} {outside_gid} 1")
-
-
 def _outer(plan: SandboxPlan, sock: socket.socket, netctl: socket.socket,
            stdio: tuple[int, int, int], caller: int, first: dict[str, Any] | None,
            exit_with_first: bool) -> None:
@@ -189,7 +180,7 @@ def _outer(plan: SandboxPlan, sock: socket.socket, netctl: socket.socket,
         except OSError as exc:
             raise OSError(exc.errno, "cannot create namespaces: "
                                      f"{os.strerror(exc.errno or 0)}") from None
-        _write_id_maps(0, plan.identity.uid, 0, plan.identity.gid)
+        sc.map_ids(0, plan.identity.uid, 0, plan.identity.gid)
         listener = None
         if plan.network != "host":
             from coop.sandbox.netns import loopback_up
@@ -300,7 +291,7 @@ def _init(plan: SandboxPlan, sock: socket.socket, first: dict[str, Any] | None,
         os.chdir("/")
         # From here on: the user's own uid, no capabilities over any mount.
         sc.unshare(sc.CLONE_NEWUSER)
-        _write_id_maps(plan.identity.uid, 0, plan.identity.gid, 0)
+        sc.map_ids(plan.identity.uid, 0, plan.identity.gid, 0)
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
     except BaseException as exc:
         report(sock, exc)

@@ -155,3 +155,14 @@ def drop_all_capabilities() -> None:
     header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
     data = (_CapData * 2)()
     _check(_libc.syscall(_nr("capset"), ctypes.byref(header), ctypes.byref(data)), "capset")
+
+
+def map_ids(inside_uid: int, outside_uid: int, inside_gid: int, outside_gid: int) -> None:
+    """Map one uid and one gid in the user namespace this process just unshared.
+
+    A process may write its own maps when they map only its own ids; `setgroups` must be
+    denied first for the gid map (user_namespaces(7))."""
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{inside_uid} {outside_uid} 1"),
+                       ("gid_map", f"{inside_gid} {outside_gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
