@@ -40,7 +40,7 @@ def run(argv: list[str], workspace: Path | None, coopfile: Path | None,
     env, warnings = expand_env(config.env, os.environ)
     for warning in warnings:
         print(f"coop: warning: {warning}", file=sys.stderr)
-    layout = resolve_base(config.image, paths)
+    layout = resolve_base(config.image, paths, config.registries)
     interactive = os.isatty(0) and os.isatty(1)
     run_id = f"run-{os.getpid()}-{os.urandom(3).hex()}"
     ensure_private_dir(paths.run_dir)

@@ -126,7 +126,8 @@ class Supervisor:
                           argv=list(req.get("argv") or config.agent_command),
                           env=dict(req.get("env") or {}),
                           upper_root=session_data(self.paths, self.name),
-                          stage=runtime / "root", layout=resolve_base(config.image, self.paths),
+                          stage=runtime / "root",
+                          layout=resolve_base(config.image, self.paths, pull=False),
                           tty_size=(int(size[0]), int(size[1])),
                           term=req.get("term") or "xterm-256color",
                           lang=req.get("lang") or "C.UTF-8")

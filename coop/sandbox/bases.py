@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from coop.errors import BaseError
 from coop.paths import CoopPaths
 from coop.sandbox.plan import BaseLayout, host_layout, remove_tree
 
 
-def resolve_base(image: str, paths: CoopPaths) -> BaseLayout:
+def resolve_base(image: str, paths: CoopPaths,
+                 registries: dict[str, dict[str, Any]] | None = None,
+                 pull: bool = True) -> BaseLayout:
     if image == "host":
         return host_layout()
     if image.startswith("dir:"):
@@ -27,8 +30,17 @@ def resolve_base(image: str, paths: CoopPaths) -> BaseLayout:
         return BaseLayout("dir", root_dir=os.path.realpath(root))
     if image.startswith("tar:"):
         return BaseLayout("dir", root_dir=str(_unpacked_tar(Path(image[4:]), paths)))
-    raise BaseError(f"image {image}: OCI images are not supported by this version of coop yet.",
-                    "Use `image: host`, `dir:PATH` or `tar:PATH` for now.")
+    from coop.images.reference import parse_reference
+    from coop.images.store import ImageStore
+
+    ref = parse_reference(image)
+    store = ImageStore(paths)
+    rootfs = store.lookup(ref)
+    if rootfs is None:
+        if not pull:
+            raise BaseError(f"image {image} is not pulled yet.", "Run `coop build` first.")
+        rootfs = store.pull(ref, registries or {})
+    return BaseLayout("dir", root_dir=str(rootfs))
 
 
 def _unpacked_tar(archive: Path, paths: CoopPaths) -> Path:

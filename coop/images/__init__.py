@@ -1,0 +1,1 @@
+"""OCI images: references, the distribution client, the blob cache, unpacked bases."""
