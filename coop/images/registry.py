@@ -172,6 +172,7 @@ class RegistryClient:
         if dest.exists():
             return
         dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_parts(dest)
         partial = dest.with_name(dest.name + f".{os.getpid()}.part")
         response = await self._get(ref, f"blobs/{digest}")
         hasher = hashlib.sha256()
@@ -205,6 +206,18 @@ class RegistryClient:
             raise BaseError(f"image {ref}: its config does not match its digest.")
         result: dict[str, Any] = json.loads(raw)
         return result
+
+
+def _remove_stale_parts(dest: Path) -> None:
+    """Partial downloads of this blob left by pulls that were killed: start over cleanly."""
+    for part in dest.parent.glob(dest.name + ".*.part"):
+        try:
+            pid = int(part.name.split(".")[-2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            part.unlink(missing_ok=True)
+        except (ValueError, PermissionError):
+            continue
 
 
 __all__ = ["DOCKER_HUB", "Manifest", "RegistryClient", "host_platform"]

@@ -1,0 +1,144 @@
+"""OCI images against a real registry on loopback, with images the tests push themselves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import COOP, User
+from tests.oci import Front, Registry, busybox_layer, layer, push_image, push_index
+
+pytestmark = pytest.mark.skipif(
+    subprocess.run(["which", "docker-registry"], capture_output=True).returncode != 0,
+    reason="needs Debian's docker-registry (installed by .ci/run)")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    reg = Registry(tmp_path_factory.mktemp("registry"))
+    base = layer(busybox_layer())
+    etc = layer({"etc/a": b"from layer 2\n", "etc/b": b"kept\n", "data": None,
+                 "data/old": None, "data/old/x": b"hidden by opaque\n"})
+    whiteouts = layer({"etc/.wh.a": b"", "data/old/.wh..wh..opq": b"",
+                       "data/old/y": b"new in layer 3\n"}, compress="zstd")
+    amd = push_image(reg.host, "test/busybox", "1", [base, etc, whiteouts])
+    arm = push_image(reg.host, "test/busybox", "arm", [base], architecture="arm64")
+    push_index(reg.host, "test/busybox", "multi",
+               [(amd.manifest_digest, "amd64", 500), (arm.manifest_digest, "arm64", 500)])
+    push_index(reg.host, "test/busybox", "armonly", [(arm.manifest_digest, "arm64", 500)])
+    push_image(reg.host, "test/other", "1", [base, layer({"etc/other": b"other image\n"})])
+    push_image(reg.host, "test/third", "1", [base, layer({"etc/third": b"third\n"})])
+    push_image(reg.host, "test/slow", "1", [base, layer({"etc/slow": os.urandom(1 << 20)})])
+    yield reg
+    reg.stop()
+
+
+def use_registry(user: User, host: str, image: str) -> None:
+    user.coop_home.mkdir(exist_ok=True)
+    (user.coop_home / "config.yaml").write_text(f"registries:\n  '{host}': {{insecure: true}}\n")
+    (user.workspace / "Coopfile").write_text(f"image: {host}/{image}\n")
+    user.chown(user.coop_home)
+    user.chown(user.workspace)
+
+
+def test_pull_unpack_and_run_with_whiteouts(user: User, registry: Registry) -> None:
+    use_registry(user, registry.host, "test/busybox:1")
+    result = user.coop("run", "--", "sh", "-c",
+                       "cat /etc/b; test -e /etc/a || echo a-is-gone; ls /data/old; id -u")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().split("\n")[:4] == ["kept", "a-is-gone", "y",
+                                                      str(user.uid)]
+    images = user.coop_home / "data" / "images"
+    assert len([p for p in images.iterdir() if p.is_dir()]) == 1
+
+
+def test_index_picks_this_machines_platform(user: User, registry: Registry) -> None:
+    use_registry(user, registry.host, "test/busybox:multi")
+    result = user.coop("run", "--", "cat", "/etc/b")
+    assert (result.returncode, result.stdout) == (0, b"kept\n"), result.stderr
+
+
+@pytest.mark.parametrize("image, message", [
+    ("test/busybox:armonly", "has no linux/amd64 variant (it has: linux/arm64)."),
+    ("test/busybox:nope", "the registry has no tag nope."),
+])
+def test_missing_platform_and_tag_exit_5(user: User, registry: Registry, image: str,
+                                         message: str) -> None:
+    if os.uname().machine != "x86_64":
+        pytest.skip("the test images are amd64")
+    use_registry(user, registry.host, image)
+    result = user.coop("run", "--", "true")
+    assert result.returncode == 5
+    assert message in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_unreachable_registry_exits_5(user: User) -> None:
+    use_registry(user, "127.0.0.1:9", "test/busybox:1")
+    result = user.coop("run", "--", "true")
+    assert result.returncode == 5
+    assert result.stderr.decode().startswith("coop: cannot reach the registry 127.0.0.1:9")
+
+
+@pytest.fixture
+def front(registry: Registry) -> Iterator[Front]:
+    proxy = Front(registry.host)
+    yield proxy
+    proxy.stop()
+
+
+def test_token_flow_and_shared_blob_cache(user: User, front: Front) -> None:
+    from tests.oci import digest_of
+
+    use_registry(user, front.host, "test/busybox:1")
+    assert user.coop("run", "--", "true").returncode == 0
+    assert front.token_requests >= 1  # anonymous bearer token, as Docker Hub does it
+    base = digest_of(layer(busybox_layer()))
+    assert front.blob_gets.count(base) == 1
+    use_registry(user, front.host, "test/other:1")
+    result = user.coop("run", "--", "cat", "/etc/other")
+    assert result.stdout == b"other image\n", result.stderr
+    assert front.blob_gets.count(base) == 1  # the shared layer came from the cache
+
+
+def test_corrupted_blob_is_rejected_and_not_cached(user: User, front: Front,
+                                                   registry: Registry) -> None:
+    from tests.oci import digest_of
+
+    third = layer({"etc/third": b"third\n"})
+    front.corrupt.add(digest_of(third))
+    use_registry(user, front.host, "test/third:1")
+    result = user.coop("run", "--", "cat", "/etc/third")
+    assert result.returncode == 5
+    assert "does not match its digest" in result.stderr.decode()
+    blobs = user.coop_home / "data" / "blobs" / "sha256"
+    assert not (blobs / digest_of(third).removeprefix("sha256:")).exists()
+    images = user.coop_home / "data" / "images"
+    assert not [p for p in images.glob("*") if p.is_dir()]
+    front.corrupt.clear()
+    fixed = user.coop("run", "--", "cat", "/etc/third")
+    assert fixed.stdout == b"third\n", fixed.stderr
+
+
+def test_killed_pull_leaves_nothing_a_later_run_uses(user: User, front: Front) -> None:
+    front.delay = 3.0
+    use_registry(user, front.host, "test/slow:1")
+    proc = user.popen(COOP + ["run", "--", "true"], stderr=subprocess.PIPE)
+    blobs = user.coop_home / "data" / "blobs" / "sha256"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not list(blobs.glob("*.part")):
+        time.sleep(0.05)
+    assert list(blobs.glob("*.part")), "the download never started"
+    proc.kill()
+    proc.wait()
+    images = user.coop_home / "data" / "images"
+    assert not [p for p in images.glob("*") if p.is_dir() and not p.name.startswith(".tmp")]
+    front.delay = 0
+    result = user.coop("run", "--", "sh", "-c", "test -s /etc/slow && echo complete")
+    assert result.stdout == b"complete\n", result.stderr
+    assert not list(blobs.glob("*.part"))
