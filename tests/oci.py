@@ -175,7 +175,7 @@ class Front:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path.startswith("/token"):
                     front.token_requests += 1
                     body = json.dumps({"token": "good-token"}).encode()
