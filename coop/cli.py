@@ -179,6 +179,26 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
                  "coop status\ncoop status --json")
     status.add_argument("--json", action="store_true", help="print JSON")
 
+    build = add("build", "make the workspace's base exist: pull its image",
+                "coop build\ncoop build --pull\ncoop build -w ~/src/app")
+    build.add_argument("-w", "--workspace", dest="build_workspace", type=Path, metavar="DIR")
+    build.add_argument("-f", "--file", dest="build_file", type=Path, metavar="FILE")
+    build.add_argument("--pull", action="store_true", help="check the registry for a newer "
+                       "image even when one is pulled")
+    build.add_argument("--no-cache", action="store_true", help="same as --pull for now")
+
+    for noun, verbs_help in (("image", "pulled images"), ("volume", "named volumes")):
+        disk = add(noun, f"{verbs_help}: ls, rm NAME…, prune",
+                   f"coop {noun} ls\ncoop {noun} rm NAME\ncoop {noun} prune")
+        disk.add_argument("action", choices=("ls", "rm", "prune"))
+        disk.add_argument("names", nargs="*", metavar="NAME")
+        disk.add_argument("--json", action="store_true", help="print JSON (ls)")
+
+    system = add("system", "coop's disk use: images, layer cache, bases, volumes, sessions",
+                 "coop system df\ncoop system df --json")
+    system.add_argument("action", choices=("df",))
+    system.add_argument("--json", action="store_true", help="print JSON")
+
     daemon = add("daemon", "the background daemon itself",
                  "coop daemon status\ncoop daemon stop\ncoop daemon logs -f")
     daemon.add_argument("action", choices=("status", "stop", "logs"))
@@ -213,7 +233,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser,
     return start_or_attach(args.workspace, args.file, args.name, tail, args.detach, args.quiet)
 
 
-SESSION_COMMANDS = ("attach", "shell", "ls", "logs", "restart", "kill", "status", "daemon")
+SESSION_COMMANDS = ("attach", "shell", "ls", "logs", "restart", "kill", "status", "daemon",
+                    "build", "image", "volume", "system")
 
 
 def _dispatch_session(args: argparse.Namespace) -> int:
@@ -234,6 +255,16 @@ def _dispatch_session(args: argparse.Namespace) -> int:
         return session.kill(args.sessions, args.all, args.force)
     if args.command == "status":
         return session.status(args.json)
+    if args.command in ("build", "image", "volume", "system"):
+        from coop.commands import disk
+
+        if args.command == "build":
+            return disk.build(args.build_workspace, args.build_file, args.pull or args.no_cache)
+        if args.command == "image":
+            return disk.image(args.action, args.names, args.json)
+        if args.command == "volume":
+            return disk.volume(args.action, args.names, args.json)
+        return disk.system_df(args.json)
     return session.daemon(args.action, args.follow)
 
 

@@ -141,3 +141,36 @@ def test_killed_pull_leaves_nothing_a_later_run_uses(user: User, front: Front) -
     result = user.coop("run", "--", "sh", "-c", "test -s /etc/slow && echo complete")
     assert result.stdout == b"complete\n", result.stderr
     assert not list(blobs.glob("*.part"))
+
+
+def test_build_then_disk_commands(user: User, registry: Registry) -> None:
+    use_registry(user, registry.host, "test/busybox:1")
+    built = user.coop("build")
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.decode().startswith(f"base ready: {registry.host}/test/busybox:1")
+    listing = user.coop("image", "ls").stdout.decode().splitlines()
+    assert listing[0].split() == ["IMAGE", "DIGEST", "SIZE", "PULLED"]
+    assert listing[1].startswith(f"{registry.host}/test/busybox:1")
+    df = user.coop("system", "df").stdout.decode()
+    assert "image" in df and "layer cache" in df and df.splitlines()[-1].startswith("total")
+    removed = user.coop("image", "rm", f"{registry.host}/test/busybox:1")
+    assert removed.returncode == 0, removed.stderr
+    assert "No images" in user.coop("image", "ls").stdout.decode()
+    pruned = user.coop("image", "prune")
+    assert pruned.stdout.startswith(b"freed ") and pruned.stdout != b"freed 0 B\n"
+    assert not list((user.coop_home / "data" / "blobs" / "sha256").iterdir())
+    missing = user.coop("image", "rm", "nothing:here")
+    assert missing.returncode == 5 and b"no pulled image nothing:here" in missing.stderr
+
+
+def test_session_of_a_pulled_image(session_user: User, registry: Registry) -> None:
+    use_registry(session_user, registry.host, "test/busybox:1")
+    result = session_user.coop("-d", "--", "sh", "-c", "cat /data/old/y; exec sleep 1000")
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if b"new in layer 3" in session_user.coop("logs").stdout:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the session did not run in the image")

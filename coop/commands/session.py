@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from coop.commands.attach import detach_byte, report, stream
+from coop.commands.table import print_table
 from coop.config.coopfile import load_config
 from coop.config.expand import expand_env
 from coop.errors import CoopError
@@ -123,10 +124,7 @@ def ls(as_json: bool) -> int:
             workspace = "~" + workspace[len(home):]
         rows.append((s["name"], workspace, state, str(alive), _clients(ptys),
                      _age(now - s.get("created", now))))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-              .rstrip())
+    print_table(rows)
     return 0
 
 
