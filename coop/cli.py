@@ -179,13 +179,14 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
                  "coop status\ncoop status --json")
     status.add_argument("--json", action="store_true", help="print JSON")
 
-    build = add("build", "make the workspace's base exist: pull its image",
+    build = add("build", "build the workspace's base: pull its image, run packages and setup",
                 "coop build\ncoop build --pull\ncoop build -w ~/src/app")
     build.add_argument("-w", "--workspace", dest="build_workspace", type=Path, metavar="DIR")
     build.add_argument("-f", "--file", dest="build_file", type=Path, metavar="FILE")
     build.add_argument("--pull", action="store_true", help="check the registry for a newer "
                        "image even when one is pulled")
-    build.add_argument("--no-cache", action="store_true", help="same as --pull for now")
+    build.add_argument("--no-cache", action="store_true",
+                       help="run every packages/setup step again")
 
     for noun, verbs_help in (("image", "pulled images"), ("volume", "named volumes")):
         disk = add(noun, f"{verbs_help}: ls, rm NAME…, prune",
@@ -259,7 +260,7 @@ def _dispatch_session(args: argparse.Namespace) -> int:
         from coop.commands import disk
 
         if args.command == "build":
-            return disk.build(args.build_workspace, args.build_file, args.pull or args.no_cache)
+            return disk.build(args.build_workspace, args.build_file, args.pull, args.no_cache)
         if args.command == "image":
             return disk.image(args.action, args.names, args.json)
         if args.command == "volume":

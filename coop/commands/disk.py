@@ -24,21 +24,18 @@ def human(size: float) -> str:
     return f"{size} B"
 
 
-def build(workspace: Path | None, coopfile: Path | None, pull: bool) -> int:
+def build(workspace: Path | None, coopfile: Path | None, pull: bool, no_cache: bool) -> int:
     """Make the workspace's base exist (pulling its image when needed)."""
     from coop.images.reference import parse_reference
-    from coop.sandbox.bases import resolve_base
+    from coop.sandbox.bases import resolve_config_base
 
     paths = coop_paths()
     config = load_config(paths, workspace, coopfile)
-    if config.packages or config.setup:
-        raise CoopError("`packages` and `setup` steps are not built by this version of coop "
-                        "yet; the image itself is.",
-                        "Remove them for now, or bake them into the image.")
     if pull and config.image not in ("host",) and not config.image.startswith(("dir:", "tar:")):
         ImageStore(paths).pull(parse_reference(config.image), config.registries)
-    layout = resolve_base(config.image, paths, config.registries)
-    print(f"base ready: {config.image} ({layout.root_dir or 'the host system'})")
+    layout = resolve_config_base(config, paths, no_cache=no_cache)
+    layers = f", {len(layout.layers)} built layer(s)" if layout.layers else ""
+    print(f"base ready: {config.image} ({layout.root_dir or 'the host system'}{layers})")
     return 0
 
 

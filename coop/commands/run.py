@@ -18,7 +18,7 @@ from coop.config.coopfile import load_config
 from coop.config.expand import expand_env
 from coop.paths import coop_paths, ensure_private_dir
 from coop.pty.relay import Pipe, raw_terminal, relay, window_size
-from coop.sandbox.bases import resolve_base
+from coop.sandbox.bases import resolve_config_base
 from coop.sandbox.identity import current_identity
 from coop.sandbox.init import exit_code
 from coop.sandbox.launch import Sandbox, first_command, launch
@@ -40,7 +40,7 @@ def run(argv: list[str], workspace: Path | None, coopfile: Path | None,
     env, warnings = expand_env(config.env, os.environ)
     for warning in warnings:
         print(f"coop: warning: {warning}", file=sys.stderr)
-    layout = resolve_base(config.image, paths, config.registries)
+    layout = resolve_config_base(config, paths)
     interactive = os.isatty(0) and os.isatty(1)
     run_id = f"run-{os.getpid()}-{os.urandom(3).hex()}"
     ensure_private_dir(paths.run_dir)

@@ -43,9 +43,9 @@ def start_or_attach(workspace: Path | None, coopfile: Path | None, name: str | N
                 print(f"coop: session {session} already runs; attaching to it "
                       "(the command is ignored).", file=sys.stderr)
         else:
-            from coop.sandbox.bases import resolve_base
+            from coop.sandbox.bases import resolve_config_base
 
-            resolve_base(config.image, paths, config.registries)  # pull first, with progress
+            resolve_config_base(config, paths)  # pull and build first, with progress
             env, warnings = expand_env(config.env, os.environ)
             for warning in warnings:
                 print(f"coop: warning: {warning}", file=sys.stderr)

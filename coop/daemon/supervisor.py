@@ -41,7 +41,7 @@ from coop.net.forward import PortForward
 from coop.net.policy import AllowList
 from coop.net.proxy import Denial, ForwardProxy
 from coop.paths import CoopPaths, coop_paths, ensure_private_dir
-from coop.sandbox.bases import resolve_base
+from coop.sandbox.bases import resolve_config_base
 from coop.sandbox.identity import current_identity
 from coop.sandbox.launch import Sandbox, first_command, launch
 from coop.sandbox.mounts import Bind
@@ -127,7 +127,8 @@ class Supervisor:
                           env=dict(req.get("env") or {}),
                           upper_root=session_data(self.paths, self.name),
                           stage=runtime / "root",
-                          layout=resolve_base(config.image, self.paths, pull=False),
+                          layout=resolve_config_base(config, self.paths, pull=False,
+                                                     build=False),
                           tty_size=(int(size[0]), int(size[1])),
                           term=req.get("term") or "xterm-256color",
                           lang=req.get("lang") or "C.UTF-8")

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from coop.config.coopfile import CoopConfig
 from coop.errors import BaseError
 from coop.paths import CoopPaths
 from coop.sandbox.plan import BaseLayout, host_layout, remove_tree
@@ -69,3 +70,13 @@ def _unpacked_tar(archive: Path, paths: CoopPaths) -> Path:
             return target
         raise BaseError(f"image tar:{archive}: cannot unpack: {exc}.") from None
     return target
+
+
+def resolve_config_base(config: CoopConfig, paths: CoopPaths, pull: bool = True,
+                        build: bool = True, no_cache: bool = False) -> BaseLayout:
+    """The base of a workspace: its image, plus its `packages` and `setup` layers (built
+    now unless `build` is False, then they must exist)."""
+    from coop.images.build import build_layers
+
+    layout = resolve_base(config.image, paths, config.registries, pull=pull)
+    return build_layers(config, paths, layout, no_cache=no_cache, run_missing=build)

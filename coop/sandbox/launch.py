@@ -175,12 +175,13 @@ def _outer(plan: SandboxPlan, sock: socket.socket, netctl: socket.socket,
                  | sc.CLONE_NEWIPC)
         if plan.network != "host":
             flags |= sc.CLONE_NEWNET
+        host_uid, host_gid = os.getuid(), os.getgid()  # after unshare they read as 65534
         try:
             sc.unshare(flags)
         except OSError as exc:
             raise OSError(exc.errno, "cannot create namespaces: "
                                      f"{os.strerror(exc.errno or 0)}") from None
-        sc.map_ids(0, plan.identity.uid, 0, plan.identity.gid)
+        sc.map_ids(0, host_uid, 0, host_gid)
         listener = None
         if plan.network != "host":
             from coop.sandbox.netns import loopback_up

@@ -54,17 +54,26 @@ class BaseLayout:
     """
 
     kind: str  # "host" or "dir"
-    root_dir: str | None = None  # for "dir"
+    root_dir: str | None = None  # for "dir": the bottom layer (the image's rootfs)
+    layers: tuple[str, ...] = ()  # for "dir": built setup layers above it, topmost first
     overlaid: tuple[str, ...] = ()  # for "host": top-level dirs overlaid
     bound: tuple[str, ...] = ()  # for "host": top-level dirs bound read-only (have submounts)
     links: tuple[tuple[str, str], ...] = ()  # for "host": (name, link target)
+
+    def lowers(self) -> tuple[str, ...]:
+        """Overlay lower dirs, topmost first."""
+        assert self.root_dir is not None
+        return (*self.layers, self.root_dir)
 
     def locate(self, path: str, upper_root: Path) -> tuple[str | None, Path | None]:
         """(lower host path, upper host path) of an absolute sandbox path."""
         rel = path.strip("/")
         if self.kind == "dir":
-            assert self.root_dir is not None
-            return os.path.join(self.root_dir, rel), upper_root / rel
+            for layer in self.lowers():
+                candidate = os.path.join(layer, rel)
+                if os.path.lexists(candidate):
+                    return candidate, upper_root / rel
+            return os.path.join(self.lowers()[-1], rel), upper_root / rel
         top = rel.split("/", 1)[0]
         if top in self.overlaid:
             return "/" + rel, upper_root / rel
@@ -138,8 +147,7 @@ def build_plan(config: CoopConfig, ident: Identity, paths: CoopPaths, *, name: s
     own_netns = config.network_mode != "host"
     ops: list[MountOp] = []
     if layout.kind == "dir":
-        assert layout.root_dir is not None
-        ops.append(Overlay("/", (layout.root_dir,), str(upper_root / "root"),
+        ops.append(Overlay("/", layout.lowers(), str(upper_root / "root"),
                            str(upper_root / "work" / "root")))
     else:
         ops.append(Tmpfs("/"))
@@ -274,8 +282,11 @@ def _check_no_symlinks(root: Path | str, rel: str, what: str) -> None:
             return
 
 
-def prepare(plan: SandboxPlan) -> None:
-    """Host-side work before the namespaces: upper dirs, mount points, generated files."""
+def prepare(plan: SandboxPlan) -> list[Path]:
+    """Host-side work before the namespaces: upper dirs, mount points, generated files.
+
+    Returns what it created in the upper dir (a build step removes these from its layer)."""
+    created: list[Path] = []
     upper = plan.upper_root
     for sub in ("root", "work", "home"):
         (upper / sub).mkdir(parents=True, exist_ok=True)
@@ -287,20 +298,24 @@ def prepare(plan: SandboxPlan) -> None:
         (upper / "work" / "root").mkdir(exist_ok=True)
     Path(plan.stage).mkdir(parents=True, exist_ok=True)
     for path, is_dir in plan.mount_points:
-        _prepare_mount_point(plan, path, is_dir)
+        made = _prepare_mount_point(plan, path, is_dir)
+        if made is not None:
+            created.append(made)
     for path, content in plan.files.items():
         _, up = plan.layout.locate(path, upper / "root")
         if up is None:
             continue
+        created.append(up)
         _check_no_symlinks(upper / "root", path, f"generated file {path}")
         up.parent.mkdir(parents=True, exist_ok=True)
         tmp = up.with_name(up.name + ".coop-tmp")
         tmp.write_text(content)
         os.chmod(tmp, 0o644)
         os.replace(tmp, up)
+    return created
 
 
-def _prepare_mount_point(plan: SandboxPlan, path: str, is_dir: bool) -> None:
+def _prepare_mount_point(plan: SandboxPlan, path: str, is_dir: bool) -> Path | None:
     ident = plan.identity
     lower: str | None
     up: Path | None
@@ -308,26 +323,27 @@ def _prepare_mount_point(plan: SandboxPlan, path: str, is_dir: bool) -> None:
         lower, up = None, plan.upper_root / "home" / os.path.relpath(path, ident.home)
         base = plan.upper_root / "home"
     elif _under(path, plan.cwd):
-        return  # inside the workspace bind: mounted over what the project has there
+        return None  # inside the workspace bind: mounted over what the project has there
     else:
         lower, up = plan.layout.locate(path, plan.upper_root / "root")
         base = plan.upper_root / "root"
     if lower is not None:
-        lower_root = plan.layout.root_dir or "/"
-        _check_no_symlinks(lower_root, path, f"mount target {path}")
+        for lower_root in plan.layout.lowers() if plan.layout.kind == "dir" else ("/",):
+            _check_no_symlinks(lower_root, path, f"mount target {path}")
         if os.path.lexists(lower):
             if os.path.isdir(lower) == is_dir:
-                return
+                return None
         elif up is None:
             raise SandboxError(f"mount target {path} does not exist in the read-only {lower}.")
     if up is None:
-        return  # on the stage tmpfs: created when mounting
+        return None  # on the stage tmpfs: created when mounting
     _check_no_symlinks(base, os.path.relpath(up, base), f"mount target {path}")
     if is_dir:
         up.mkdir(parents=True, exist_ok=True)
     elif not up.exists():
         up.parent.mkdir(parents=True, exist_ok=True)
         up.touch()
+    return up
 
 
 def remove_tree(path: Path) -> None:

@@ -1,0 +1,108 @@
+"""Builds: `setup` steps as cached overlay layers over a base (here a busybox dir: base)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import COOP, User
+
+
+@pytest.fixture
+def busybox_root(world_tmp: Path, user: User) -> Path:
+    root = world_tmp / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    (root / "etc").mkdir()
+    subprocess.run(["cp", "/bin/busybox", str(root / "bin" / "busybox")], check=True)
+    for applet in ("sh", "cat", "echo", "ls", "sleep", "true", "false", "test"):
+        (root / "bin" / applet).symlink_to("busybox")
+    user.chown(root)
+    return root
+
+
+def coopfile(user: User, root: Path, steps: list[str]) -> None:
+    lines = [f"image: dir:{root}", "setup:"] + [f"  - {step!r}" for step in steps]
+    (user.workspace / "Coopfile").write_text("\n".join(lines) + "\n")
+    user.chown(user.workspace)
+
+
+def ran(output: bytes) -> list[str]:
+    """Which steps the build ran and which it took from the cache, in order."""
+    return [" ".join(line.split()[:3]).rstrip(":") for line in output.decode().splitlines()
+            if line.startswith("step ")]
+
+
+def test_steps_are_cached_and_only_a_changed_last_step_reruns(user: User,
+                                                              busybox_root: Path) -> None:
+    coopfile(user, busybox_root, ["echo one > /etc/one", "echo two > /etc/two"])
+    first = user.coop("build")
+    assert first.returncode == 0, first.stderr
+    assert ran(first.stderr) == ["step 1/2 run", "step 2/2 run"]
+    again = user.coop("build")
+    assert ran(again.stderr) == ["step 1/2 cached", "step 2/2 cached"]
+    coopfile(user, busybox_root, ["echo one > /etc/one", "echo TWO > /etc/two"])
+    changed = user.coop("build")
+    assert ran(changed.stderr) == ["step 1/2 cached", "step 2/2 run"]
+    result = user.coop("run", "--", "cat", "/etc/one", "/etc/two")
+    assert result.stdout == b"one\nTWO\n", result.stderr
+    assert not (busybox_root / "etc" / "one").exists()  # the base itself is never written
+
+
+def test_failed_step_exits_5_names_it_and_keeps_the_good_layers(user: User,
+                                                                busybox_root: Path) -> None:
+    coopfile(user, busybox_root, ["echo fine > /etc/fine",
+                                  "echo about to fail; echo oops >&2; false"])
+    failed = user.coop("build")
+    assert failed.returncode == 5
+    message = failed.stderr.decode()
+    assert "step 2 (setup: echo about to fail; echo oops >&2; false) failed with exit code 1" \
+        in message
+    assert "  about to fail\n  oops" in message  # its last output, kept
+    coopfile(user, busybox_root, ["echo fine > /etc/fine", "echo fixed > /etc/fixed"])
+    fixed = user.coop("build")
+    assert ran(fixed.stderr) == ["step 1/2 cached", "step 2/2 run"]
+
+
+def test_killed_build_leaves_no_layer_a_later_run_uses(user: User, busybox_root: Path) -> None:
+    coopfile(user, busybox_root, ["echo started; sleep 30; echo done > /etc/slow"])
+    proc = user.popen(COOP + ["build"], stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 10
+    seen = b""
+    while b"started" not in seen and time.monotonic() < deadline:
+        seen += proc.stderr.read1(4096)  # type: ignore[attr-defined]
+    proc.kill()
+    proc.wait()
+    layers = user.coop_home / "data" / "layers"
+    assert not list(layers.glob("*/complete"))
+    coopfile(user, busybox_root, ["echo started; echo done > /etc/slow"])
+    rebuilt = user.coop("run", "--", "cat", "/etc/slow")
+    assert rebuilt.stdout == b"done\n", rebuilt.stderr
+
+
+def test_setup_on_the_host_image_is_a_clear_error(user: User) -> None:
+    (user.workspace / "Coopfile").write_text("setup: [echo hi]\n")
+    user.chown(user.workspace)
+    result = user.coop("build")
+    assert result.returncode == 5
+    assert b"`packages` and `setup` need an image to build on" in result.stderr
+
+
+def test_a_session_starts_from_the_built_base(session_user: User, world_tmp: Path) -> None:
+    root = world_tmp / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    subprocess.run(["cp", "/bin/busybox", str(root / "bin" / "busybox")], check=True)
+    for applet in ("sh", "cat", "sleep"):
+        (root / "bin" / applet).symlink_to("busybox")
+    session_user.chown(root)
+    coopfile(session_user, root, ["mkdir -p /etc && echo built > /etc/built"])
+    result = session_user.coop("-d", "--", "sh", "-c", "cat /etc/built; exec sleep 1000")
+    assert result.returncode == 0, result.stderr
+    assert b"step 1/1 run" in result.stderr
+    deadline = time.monotonic() + 10
+    while b"built" not in session_user.coop("logs").stdout:
+        assert time.monotonic() < deadline, "the session did not see its built layer"
+        time.sleep(0.1)
