@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from bench import proxy, sandbox_start, sessions
+from bench import images, proxy, sandbox_start, sessions
 
-BENCHMARKS = {"sandbox": sandbox_start.main, "sessions": sessions.main, "proxy": proxy.main}
+BENCHMARKS = {"sandbox": sandbox_start.main, "sessions": sessions.main, "proxy": proxy.main,
+              "images": images.main}
 
 
 def main(argv: list[str]) -> int:

@@ -174,3 +174,30 @@ def test_session_of_a_pulled_image(session_user: User, registry: Registry) -> No
         time.sleep(0.1)
     else:
         raise AssertionError("the session did not run in the image")
+
+
+def test_docker_hub_short_names_go_to_a_configured_mirror(user: User, front: Front) -> None:
+    user.coop_home.mkdir(exist_ok=True)
+    (user.coop_home / "config.yaml").write_text(
+        f"registries:\n  docker.io: {{mirror: 'http://{front.host}'}}\n")
+    (user.workspace / "Coopfile").write_text("image: test/busybox:1\n")  # a Docker Hub name
+    user.chown(user.coop_home)
+    user.chown(user.workspace)
+    result = user.coop("run", "--", "cat", "/etc/b")
+    assert result.stdout == b"kept\n", result.stderr
+    assert front.blob_gets  # it came through the mirror, not registry-1.docker.io
+
+
+def test_package_managers_map_to_non_interactive_installs() -> None:
+    from coop.config.coopfile import CoopConfig
+    from coop.images.build import steps_for
+
+    config = CoopConfig(packages={"apt": ["git", "ripgrep"],
+                                  "npm": ["@anthropic-ai/claude-code"]},
+                        setup=["git config --system init.defaultBranch main"])
+    steps = steps_for(config)
+    assert [s.label for s in steps] == ["apt: git ripgrep", "npm: @anthropic-ai/claude-code",
+                                        "setup: git config --system init.defaultBranch main"]
+    assert "DEBIAN_FRONTEND=noninteractive apt-get install -y" in steps[0].command
+    assert steps[0].command.endswith("git ripgrep")
+    assert steps[1].command == "npm install -g @anthropic-ai/claude-code"

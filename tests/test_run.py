@@ -233,3 +233,18 @@ def test_unreadable_workspace_is_a_clear_error(user: User, world_tmp: Path) -> N
         return
     assert result.returncode == 1
     assert result.stderr.decode().startswith(f"coop: cannot use {private} as the workspace")
+
+
+def test_new_named_volume_is_seeded_from_the_matching_host_path(user: User) -> None:
+    config = user.home / ".agent"
+    config.mkdir()
+    (config / "login.json").write_text('{"token": "from host"}\n')
+    (user.workspace / "Coopfile").write_text("mounts: ['agent-config:~/.agent']\n")
+    user.chown(user.home)
+    user.chown(user.workspace)
+    first = user.coop("run", "--", "sh", "-c", "cat ~/.agent/login.json; echo more > ~/.agent/x")
+    assert first.stdout == b'{"token": "from host"}\n', first.stderr
+    (config / "login.json").write_text("changed on the host later\n")
+    second = user.coop("run", "--", "sh", "-c", "cat ~/.agent/login.json ~/.agent/x")
+    assert second.stdout == b'{"token": "from host"}\nmore\n'  # seeded once, then its own
+    assert not (config / "x").exists()

@@ -214,7 +214,8 @@ def _mount_op(spec: MountSpec, ident: Identity, paths: CoopPaths, ws_path: str) 
     target = expand_target(spec.target, ident)
     if spec.volume is not None:
         source = paths.volumes_dir / spec.volume
-        source.mkdir(parents=True, exist_ok=True)
+        if not source.exists():
+            _seed_volume(source, spec.target, ident)
         return Bind(str(source), target, spec.read_only, True)
     assert spec.source is not None
     real = os.path.realpath(spec.source)
@@ -226,6 +227,21 @@ def _mount_op(spec: MountSpec, ident: Identity, paths: CoopPaths, ws_path: str) 
         raise SandboxError(f"mount `{spec.text}`: {real} does not exist on the host.",
                            "Create it, or remove the entry from `mounts`.") from None
     return Bind(real, target, spec.read_only, is_dir)
+
+
+def _seed_volume(source: Path, target: str, ident: Identity) -> None:
+    """A new named volume starts as a copy of the matching host path, if there is one
+    (`claude-config:~/.claude` starts with your ~/.claude: the agent is logged in)."""
+    source.parent.mkdir(parents=True, exist_ok=True)
+    # Only below the home: a volume over the whole home must not copy every secret in it.
+    host = ident.host_home + target[1:] if target.startswith("~/") else None
+    tmp = source.with_name(f".{source.name}.seeding-{os.getpid()}")
+    remove_tree(tmp)
+    if host and os.path.isdir(host):
+        shutil.copytree(host, tmp, symlinks=True, ignore_dangling_symlinks=True)
+    else:
+        tmp.mkdir()
+    os.rename(tmp, source)
 
 
 def _read_lower(layout: BaseLayout, path: str) -> str:
