@@ -48,6 +48,8 @@ def test_steps_are_cached_and_only_a_changed_last_step_reruns(user: User,
     assert ran(changed.stderr) == ["step 1/2 cached", "step 2/2 run"]
     result = user.coop("run", "--", "cat", "/etc/one", "/etc/two")
     assert result.stdout == b"one\nTWO\n", result.stderr
+    df = user.coop("system", "df").stdout.decode()
+    assert "echo TWO > /etc/two" in df and "echo one > /etc/one" in df
     assert not (busybox_root / "etc" / "one").exists()  # the base itself is never written
 
 

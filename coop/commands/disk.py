@@ -124,6 +124,11 @@ def system_df(as_json: bool) -> int:
         rows.append({"kind": "image", "name": ", ".join(info["tags"]) or info["reference"],
                      "size": disk_usage(store.image_dir(info["digest"]))})
     rows.append({"kind": "layer cache", "name": "blobs", "size": disk_usage(store.blobs)})
+    layers = paths.data_dir / "layers"
+    for built in sorted(layers.glob("*/step.txt")) if layers.exists() else []:
+        step = built.read_text().strip().splitlines()[0][:40]
+        rows.append({"kind": "layer", "name": f"{built.parent.name[:12]} {step}",
+                     "size": disk_usage(built.parent)})
     for base in sorted(paths.bases_dir.glob("*")) if paths.bases_dir.exists() else []:
         rows.append({"kind": "base", "name": base.name, "size": disk_usage(base)})
     for vol in sorted(paths.volumes_dir.glob("*")) if paths.volumes_dir.exists() else []:
