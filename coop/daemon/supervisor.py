@@ -621,15 +621,16 @@ class Supervisor:
             for conn in list(pty.clients) + list(pty.followers):
                 conn.send(encode_control({"type": "detached", "reason": reason}))
                 conn.close(flush=True)
-        self.emit({"event": "session_exited", "reason": reason})
-        for conn in list(self.daemons):
-            conn.close(flush=True)
+        # Clean up before telling the daemon we are gone: `coop kill` returns when we are.
         remove_tree(session_data(self.paths, self.name))
         remove_tree(session_runtime(self.paths, self.name))
         try:
             session_socket(self.paths, self.name).unlink()
         except FileNotFoundError:
             pass
+        self.emit({"event": "session_exited", "reason": reason})
+        for conn in list(self.daemons):
+            conn.close(flush=True)
         log.info("session %s ended: %s", self.name, reason)
         if self.done is not None and not self.done.done():
             asyncio.get_running_loop().call_later(0.2, self.done.set_result, None)
