@@ -179,6 +179,9 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
                  "coop status\ncoop status --json")
     status.add_argument("--json", action="store_true", help="print JSON")
 
+    add("tui", "the dashboard: every session, live previews, terminals",
+        "coop tui")
+
     build = add("build", "build the workspace's base: pull its image, run packages and setup",
                 "coop build\ncoop build --pull\ncoop build -w ~/src/app")
     build.add_argument("-w", "--workspace", dest="build_workspace", type=Path, metavar="DIR")
@@ -235,7 +238,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser,
 
 
 SESSION_COMMANDS = ("attach", "shell", "ls", "logs", "restart", "kill", "status", "daemon",
-                    "build", "image", "volume", "system")
+                    "build", "image", "volume", "system", "tui")
 
 
 def _dispatch_session(args: argparse.Namespace) -> int:
@@ -256,6 +259,10 @@ def _dispatch_session(args: argparse.Namespace) -> int:
         return session.kill(args.sessions, args.all, args.force)
     if args.command == "status":
         return session.status(args.json)
+    if args.command == "tui":
+        from coop.tui.app import run_tui
+
+        return run_tui()
     if args.command in ("build", "image", "volume", "system"):
         from coop.commands import disk
 

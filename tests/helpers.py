@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-THROWAWAY_UID = 54321
+# Unique per test run, so that two runs at once (and their clean-up with `pkill -u`) cannot
+# touch each other's processes.
+THROWAWAY_UID = 40000 + os.getpid() % 20000
 COOP = [sys.executable, "-m", "coop"]
 
 

@@ -1,0 +1,237 @@
+"""The dashboard: every session at a glance, a live preview, and terminals.
+
+It is a client of the daemon like any other: an `events` subscription keeps the table
+current, `snapshot` requests feed the preview, and a terminal view is an `attach` stream.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Header, Label, Static
+
+from coop.ipc.aclient import AsyncConnection
+from coop.paths import CoopPaths, coop_paths
+from coop.tui.terminal import Terminal
+
+EMPTY = ("No sessions yet.\n\nStart one from a project directory with `coop -d` (or `coop` "
+         "to attach at once); it appears here.")
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+class ConfirmKill(ModalScreen[bool]):
+    """Killing a session discards its upper dir: ask first."""
+
+    BINDINGS = [Binding("y", "yes", "Kill"), Binding("n,escape", "no", "Cancel")]
+    DEFAULT_CSS = """
+    ConfirmKill { align: center middle; }
+    ConfirmKill > Vertical { width: 60; height: auto; border: thick $error; padding: 1 2;
+                             background: $surface; }
+    ConfirmKill Horizontal { height: auto; margin-top: 1; }
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.session = name
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"Kill session {self.session}? Its sandbox stops and its upper dir "
+                        "is discarded (the workspace and volumes stay).", id="question")
+            with Horizontal():
+                yield Button("Kill (y)", variant="error", id="yes")
+                yield Button("Cancel (n)", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+    def action_no(self) -> None:
+        self.dismiss(False)
+
+
+class TerminalScreen(Screen[None]):
+    BINDINGS = [Binding("ctrl+right_square_bracket", "leave", "Back to the dashboard")]
+
+    def __init__(self, conn: AsyncConnection, session: str, pty: int) -> None:
+        super().__init__()
+        self.conn = conn
+        self.session = session
+        self.pty = pty
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Terminal(self.conn, id="terminal")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = f"{self.session} · PTY {self.pty}"
+        self.query_one(Terminal).focus()
+
+    def on_terminal_left(self, message: Terminal.Left) -> None:
+        self.app.pop_screen()
+
+    def on_terminal_ended(self, message: Terminal.Ended) -> None:
+        self.app.notify(f"{self.session}: {message.reason}")
+        self.app.pop_screen()
+
+    def action_leave(self) -> None:
+        self.query_one(Terminal).action_leave()
+
+
+class CoopApp(App[None]):
+    TITLE = "coop"
+    CSS = """
+    #sessions { height: 1fr; }
+    #preview { height: 2fr; border: round $primary; padding: 0 1; }
+    #empty { padding: 2 4; }
+    """
+    BINDINGS = [
+        Binding("enter", "attach", "Attach"),
+        Binding("s", "shell", "Shell"),
+        Binding("r", "restart", "Restart"),
+        Binding("k", "kill", "Kill"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, paths: CoopPaths | None = None, clock: Any = None) -> None:
+        super().__init__()
+        self.paths = paths or coop_paths()
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.clock = clock or time.time
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        table: DataTable[str] = DataTable(id="sessions", cursor_type="row")
+        yield table
+        yield Static(EMPTY, id="empty")
+        yield Static("", id="preview")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("", "SESSION", "WORKSPACE", "STATE", "PTYS", "CLIENTS", "AGE")
+        await self.refresh_sessions()
+        self.watch_events()
+        self.set_interval(1.0, self.refresh_preview)
+
+    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        conn = await AsyncConnection.open(self.paths)
+        try:
+            return await conn.request(message)
+        finally:
+            conn.close()
+
+    @work(exclusive=True, group="events")
+    async def watch_events(self) -> None:
+        conn = await AsyncConnection.open(self.paths)
+        async for _event in conn.events():
+            await self.refresh_sessions()
+
+    async def refresh_sessions(self) -> None:
+        reply = await self.request({"cmd": "ls"})
+        self.sessions = {s["name"]: s for s in reply["sessions"]}
+        table = self.query_one(DataTable)
+        selected = self.selected()
+        table.clear()
+        now = self.clock()
+        for name, info in sorted(self.sessions.items()):
+            ptys = info.get("ptys", [])
+            waiting = any(p.get("waiting") for p in ptys if p.get("kind") == "agent")
+            clients: dict[str, int] = {}
+            for pty in ptys:
+                for kind, count in pty.get("clients", {}).items():
+                    clients[kind] = clients.get(kind, 0) + count
+            table.add_row("●" if waiting else " ", name, info.get("workspace", ""),
+                          info.get("state", ""), str(sum(1 for p in ptys if p.get("alive"))),
+                          ", ".join(f"{n} {k}" for k, n in sorted(clients.items())) or "-",
+                          _age(now - info.get("created", now)), key=name)
+        self.query_one("#empty").display = not self.sessions
+        self.query_one("#preview").display = bool(self.sessions)
+        if selected in self.sessions:
+            table.move_cursor(row=sorted(self.sessions).index(selected))
+        await self.refresh_preview()
+
+    def selected(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not self.sessions or table.row_count == 0:
+            return None
+        return sorted(self.sessions)[min(table.cursor_row, table.row_count - 1)]
+
+    async def refresh_preview(self) -> None:
+        name = self.selected()
+        preview = self.query_one("#preview", Static)
+        if name is None:
+            return
+        try:
+            reply = await self.request({"cmd": "snapshot", "session": name, "pty": 0,
+                                        "format": "text"})
+        except Exception:
+            return
+        lines = reply.get("lines", [])
+        while lines and not lines[-1]:
+            lines.pop()
+        preview.update("\n".join(lines) or "(empty screen)")
+        preview.border_title = f"{name} · agent"
+
+    async def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        await self.refresh_preview()
+
+    async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row (the table takes the key before the app's binding)."""
+        await self.action_attach()
+
+    async def open_terminal(self, cmd: str, extra: dict[str, Any]) -> None:
+        name = self.selected()
+        if name is None:
+            return
+        conn = await AsyncConnection.open(self.paths)
+        size = self.size
+        reply = await conn.request({"cmd": cmd, "session": name, "kind": "tui",
+                                    "size": [max(1, size.height - 2), size.width], **extra})
+        await self.push_screen(TerminalScreen(conn, name, int(reply.get("pty", 0))))
+
+    async def action_attach(self) -> None:
+        await self.open_terminal("attach", {"pty": 0})
+
+    async def action_shell(self) -> None:
+        await self.open_terminal("shell", {"new": True})
+
+    async def action_restart(self) -> None:
+        name = self.selected()
+        if name:
+            await self.request({"cmd": "restart", "session": name})
+            self.notify(f"restarting the agent of {name}")
+
+    def action_kill(self) -> None:
+        name = self.selected()
+        if name is None:
+            return
+
+        async def decided(kill: bool | None) -> None:
+            if kill:
+                await self.request({"cmd": "kill", "sessions": [name]})
+                self.notify(f"killed {name}")
+                await self.refresh_sessions()
+
+        self.push_screen(ConfirmKill(name), decided)
+
+
+def run_tui() -> int:
+    CoopApp().run()
+    return 0
+

@@ -1,0 +1,128 @@
+"""The TUI against a real daemon with scripted sessions, driven by Textual's pilot.
+
+The pilot runs in a subprocess as the unprivileged test user (the daemon only talks to its
+own uid); each script prints what the user would see as JSON for the test to check.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+
+from tests.helpers import COOP, User
+
+PRELUDE = """
+import asyncio, json, subprocess, sys
+from coop.tui.app import CoopApp, ConfirmKill
+from coop.tui.terminal import Terminal
+from textual.widgets import DataTable, Static
+
+def rows(app):
+    table = app.query_one(DataTable)
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+async def wait_for(pilot, check, timeout=10):
+    for _ in range(int(timeout / 0.1)):
+        if check():
+            return True
+        await pilot.pause(0.1)
+    return False
+"""
+
+
+def pilot(user: User, body: str) -> dict[str, object]:
+    code = PRELUDE + "\nasync def main():\n    app = CoopApp()\n" \
+        "    async with app.run_test(size=(120, 40)) as pilot:\n" \
+        + textwrap.indent(textwrap.dedent(body), " " * 8) + "\nasyncio.run(main())\n"
+    result = user.run([COOP[0], "-c", code], timeout=90)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    data: dict[str, object] = json.loads(result.stdout.decode().strip().splitlines()[-1])
+    return data
+
+
+def start(user: User, name: str, script: str) -> None:
+    result = user.coop("-d", "-n", name, "--", "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+
+
+def test_dashboard_lists_sessions_and_previews_the_selected_one(session_user: User) -> None:
+    start(session_user, "alpha", "printf '\\033[1;31mhello alpha\\033[0m\\n'; exec sleep 1000")
+    start(session_user, "beta", "echo hello beta; exec sleep 1000")
+    time.sleep(0.5)
+    seen = pilot(session_user, """
+        await wait_for(pilot, lambda: len(rows(app)) == 2)
+        await wait_for(pilot, lambda: "hello alpha" in str(app.query_one("#preview").render()))
+        first = str(app.query_one("#preview").render())
+        await pilot.press("down")
+        await wait_for(pilot, lambda: "hello beta" in str(app.query_one("#preview").render()))
+        print(json.dumps({"rows": rows(app), "first": first,
+                          "second": str(app.query_one("#preview").render())}))
+    """)
+    names = [row[1] for row in seen["rows"]]  # type: ignore[attr-defined]
+    assert names == ["alpha", "beta"]
+    assert all(row[3] == "running" for row in seen["rows"])  # type: ignore[attr-defined]
+    assert "hello alpha" in str(seen["first"]) and "hello beta" in str(seen["second"])
+
+
+def test_empty_state_says_how_to_start(session_user: User) -> None:
+    seen = pilot(session_user, """
+        await pilot.pause(0.3)
+        print(json.dumps({"empty": app.query_one("#empty").display,
+                          "text": str(app.query_one("#empty").render())}))
+    """)
+    assert seen["empty"] is True
+    assert "coop -d" in str(seen["text"])
+
+
+def test_typing_in_the_terminal_reaches_the_pty_and_echo_renders(session_user: User) -> None:
+    start(session_user, "shell", "exec sh")
+    seen = pilot(session_user, """
+        await wait_for(pilot, lambda: len(rows(app)) == 1)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen.focused, Terminal))
+        term = app.screen.query_one(Terminal)
+        for key in "echo tui-$((6*7))":
+            await pilot.press(key if key != " " else "space")
+        await pilot.press("enter")
+        ok = await wait_for(pilot, lambda: any("tui-42" == l for l in term.text()))
+        for key in "stty size":
+            await pilot.press(key if key != " " else "space")
+        await pilot.press("enter")
+        size = f"{term.size.height} {term.size.width}"
+        resized = await wait_for(pilot, lambda: any(l.strip() == size for l in term.text()))
+        await pilot.press("ctrl+right_square_bracket")
+        await pilot.pause(0.3)
+        print(json.dumps({"echo": ok, "resized": resized, "size": size,
+                          "text": term.text(), "back": isinstance(app.screen.focused, DataTable)
+                          or app.screen is app.screen_stack[0]}))
+    """)
+    assert seen["echo"], seen["text"]
+    assert seen["resized"], (seen["size"], seen["text"])
+    assert seen["back"]
+
+
+def test_kill_asks_then_kills(session_user: User) -> None:
+    start(session_user, "doomed", "exec sleep 1000")
+    seen = pilot(session_user, """
+        await wait_for(pilot, lambda: len(rows(app)) == 1)
+        await pilot.press("k")
+        await pilot.pause(0.2)
+        asked = isinstance(app.screen, ConfirmKill)
+        question = str(app.screen.query_one("#question").render()) if asked else ""
+        await pilot.press("y")
+        gone = await wait_for(pilot, lambda: len(rows(app)) == 0)
+        print(json.dumps({"asked": asked, "question": question, "gone": gone}))
+    """)
+    assert seen["asked"] and "Kill session doomed?" in str(seen["question"])
+    assert seen["gone"]
+    assert json.loads(session_user.coop("ls", "--json").stdout) == []
+
+
+def test_waiting_marker_appears_after_coop_notify(session_user: User) -> None:
+    start(session_user, "asks", "sleep 0.5; coop-notify 'approve?'; exec sleep 1000")
+    seen = pilot(session_user, """
+        marked = await wait_for(pilot, lambda: rows(app) and rows(app)[0][0] == "●", 15)
+        print(json.dumps({"marked": marked, "rows": rows(app)}))
+    """)
+    assert seen["marked"], seen["rows"]
