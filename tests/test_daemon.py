@@ -476,3 +476,15 @@ def test_status_shows_daemon_and_coopfile(session_user: User) -> None:
     assert out.startswith("daemon: running (pid ")
     assert f"coopfile: {session_user.workspace}/Coopfile" in out
     assert "network: none" in out
+
+
+def test_restart_command_restarts_a_running_agent(session_user: User) -> None:
+    (session_user.workspace / "Coopfile").write_text("agent: {restart: never}\n")
+    session_user.chown(session_user.workspace)
+    start(session_user, "sh", "-c", "echo started-$$; exec sleep 1000")
+    wait_for(lambda: logs(session_user).count("started-") == 1, what="first start")
+    result = session_user.coop("restart")
+    assert result.returncode == 0 and b"restarting the agent of project" in result.stdout
+    wait_for(lambda: logs(session_user).count("started-") == 2, what="the restart")
+    [session] = ls(session_user)
+    assert session["state"] == "running"

@@ -93,6 +93,7 @@ class Supervisor:
         self._spawns: dict[int, tuple[list[str], str]] = {}
         self._ending = False
         self._waiter: asyncio.Task[None] | None = None
+        self._restart_requested = False
         self.network_mode = "proxy"
         self.network_allow: list[str] = []
         self.ports: list[str] = []
@@ -280,8 +281,9 @@ class Supervisor:
             quick = time.time() - pty.started_at < CRASH_WINDOW
             pty.quick_exits = pty.quick_exits + 1 if quick else 0
             code = pty.exit_code or 0
-            wanted = self.restart_policy == "always" or (
+            wanted = self._restart_requested or self.restart_policy == "always" or (
                 self.restart_policy == "on-failure" and code != 0)
+            self._restart_requested = False
             if wanted and pty.quick_exits >= CRASH_LIMIT:
                 pty.notice(f"the agent exited {CRASH_LIMIT} times within {CRASH_WINDOW:.0f} s "
                            "of starting; not restarting it. Fix it, then `coop restart`.")
@@ -562,11 +564,8 @@ class Supervisor:
         self.state = "running"
         if agent.alive:
             assert self.sandbox is not None
+            self._restart_requested = True  # whatever the policy, this exit restarts it
             self.sandbox.request({"op": "signal", "id": 0, "signal": int(signal.SIGTERM)})
-            saved = self.restart_policy
-            self.restart_policy = "always"
-            asyncio.get_running_loop().call_later(
-                self.restart_delay + 0.5, lambda: setattr(self, "restart_policy", saved))
         else:
             self._restart(agent)
         return {"ok": True}

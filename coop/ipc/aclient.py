@@ -14,7 +14,6 @@ from typing import Any
 
 from coop.ipc.client import RequestError, connect
 from coop.ipc.framing import (
-    CONTROL,
     MAX_FRAME,
     PROTOCOL_VERSION,
     FrameParser,
@@ -80,5 +79,3 @@ class AsyncConnection:
     def close(self) -> None:
         self.writer.close()
 
-
-__all__ = ["CONTROL", "AsyncConnection"]

@@ -83,13 +83,6 @@ class Sandbox:
                 raise SandboxError("the sandbox exited while starting a command.")
             self.pending.append((message, fds))
 
-    def spawn(self, ident: int, argv: list[str], env: dict[str, str], cwd: str,
-              tty: tuple[int, int] | None) -> tuple[int, int | None]:
-        """Start a command inside; returns (pid inside, PTY master or None). Blocking."""
-        self.request({"op": "spawn", "id": ident, "argv": argv, "env": env, "cwd": cwd,
-                      "tty": list(tty) if tty else None})
-        return self.spawn_result(ident)
-
 
 def first_command(plan: SandboxPlan) -> dict[str, Any]:
     return {"id": 0, "argv": plan.argv, "env": plan.env, "cwd": plan.cwd,

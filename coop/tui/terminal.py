@@ -22,7 +22,8 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
-from coop.ipc.aclient import CONTROL, AsyncConnection
+from coop.ipc.aclient import AsyncConnection
+from coop.ipc.framing import CONTROL
 from coop.pty.screen import CoopScreen
 from coop.tui.keys import key_bytes
 
