@@ -126,3 +126,32 @@ def test_waiting_marker_appears_after_coop_notify(session_user: User) -> None:
         print(json.dumps({"marked": marked, "rows": rows(app)}))
     """)
     assert seen["marked"], seen["rows"]
+
+
+def test_new_session_from_the_workspace_picker(session_user: User) -> None:
+    other = session_user.workspace.parent / "second-project"
+    other.mkdir()
+    (other / "Coopfile").write_text("agent: {command: 'sh -c \"echo picked; exec sleep 1000\"'}\n")
+    session_user.chown(other)
+    seen = pilot(session_user, f"""
+        await pilot.pause(0.3)
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        field = app.screen.query_one("#workspace")
+        field.value = {str(other)!r}
+        await pilot.press("enter")
+        ok = await wait_for(pilot, lambda: len(rows(app)) == 1, 15)
+        shown = await wait_for(pilot, lambda: "picked" in str(app.query_one("#preview").render()))
+        print(json.dumps({{"ok": ok, "rows": rows(app), "shown": shown}}))
+    """)
+    assert seen["ok"] and seen["rows"][0][1] == "second-project"  # type: ignore[index]
+    assert seen["shown"]
+
+
+def test_actions_are_in_the_command_palette(session_user: User) -> None:
+    seen = pilot(session_user, """
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        print(json.dumps({"titles": titles}))
+    """)
+    for title in ("New session", "Attach", "New shell", "Restart agent", "Kill session"):
+        assert title in seen["titles"]  # type: ignore[operator]

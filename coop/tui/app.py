@@ -6,16 +6,21 @@ current, `snapshot` requests feed the preview, and a terminal view is an `attach
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
+from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Header, Label, Static
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
+from coop.errors import CoopError
 from coop.ipc.aclient import AsyncConnection
 from coop.paths import CoopPaths, coop_paths
 from coop.tui.terminal import Terminal
@@ -24,11 +29,33 @@ EMPTY = ("No sessions yet.\n\nStart one from a project directory with `coop -d` 
          "to attach at once); it appears here.")
 
 
+def _ago(now: float, then: float) -> str:
+    return f"{_age(now - then)} ago" if then else "-"
+
+
 def _age(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
+
+
+def _styled(rows: list[list[dict[str, Any]]]) -> Text:
+    """Snapshot cells as Rich text, colours and attributes kept (the preview)."""
+    from coop.tui.terminal import cell_style
+
+    text = Text()
+    for index, row in enumerate(rows):
+        if index:
+            text.append("\n")
+        for cell in row:
+            if cell["ch"] == "":
+                continue
+            text.append(cell["ch"] or " ", cell_style(cell["fg"], cell["bg"], cell["bold"],
+                                                      cell["italic"], cell["underline"],
+                                                      cell["reverse"], False))
+        text.rstrip()
+    return text
 
 
 class ConfirmKill(ModalScreen[bool]):
@@ -64,6 +91,45 @@ class ConfirmKill(ModalScreen[bool]):
         self.dismiss(False)
 
 
+class NewSession(ModalScreen[str | None]):
+    """Pick the workspace of a new session (a directory path)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    NewSession { align: center middle; }
+    NewSession > Vertical { width: 80; height: auto; border: thick $primary; padding: 1 2;
+                            background: $surface; }
+    """
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Start a session in which directory? (its Coopfile applies)")
+            yield Input(value=os.getcwd(), id="workspace")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(os.path.expanduser(event.value.strip()) or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def _create_request(workspace: str) -> dict[str, Any]:
+    """What `coop -d` sends, built the same way (config, env expansion, base build)."""
+    from pathlib import Path
+
+    from coop.config.coopfile import load_config
+    from coop.config.expand import expand_env
+    from coop.sandbox.bases import resolve_config_base
+
+    paths = coop_paths()
+    config = load_config(paths, Path(workspace))
+    resolve_config_base(config, paths)
+    env, _ = expand_env(config.env, os.environ)
+    return {"cmd": "create", "workspace": str(config.workspace), "env": env,
+            "term": "xterm-256color", "lang": os.environ.get("LANG", "C.UTF-8"),
+            "identity_env": {k: os.environ[k] for k in ("HOME", "USER") if k in os.environ}}
+
+
 class TerminalScreen(Screen[None]):
     BINDINGS = [Binding("ctrl+right_square_bracket", "leave", "Back to the dashboard")]
 
@@ -83,11 +149,18 @@ class TerminalScreen(Screen[None]):
         self.query_one(Terminal).focus()
 
     def on_terminal_left(self, message: Terminal.Left) -> None:
-        self.app.pop_screen()
+        self._close()
 
     def on_terminal_ended(self, message: Terminal.Ended) -> None:
-        self.app.notify(f"{self.session}: {message.reason}")
-        self.app.pop_screen()
+        if self.is_current:
+            self.app.notify(f"{self.session}: {message.reason}")
+        self._close()
+
+    def _close(self) -> None:
+        """Leave once, however many ways the end was signalled (detach, then the stream's
+        own `detached`)."""
+        if self.is_current:
+            self.app.pop_screen()
 
     def action_leave(self) -> None:
         self.query_one(Terminal).action_leave()
@@ -102,6 +175,7 @@ class CoopApp(App[None]):
     """
     BINDINGS = [
         Binding("enter", "attach", "Attach"),
+        Binding("n", "new_session", "New"),
         Binding("s", "shell", "Shell"),
         Binding("r", "restart", "Restart"),
         Binding("k", "kill", "Kill"),
@@ -124,7 +198,8 @@ class CoopApp(App[None]):
 
     async def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("", "SESSION", "WORKSPACE", "STATE", "PTYS", "CLIENTS", "AGE")
+        table.add_columns("", "SESSION", "WORKSPACE", "STATE", "PTYS", "CLIENTS", "AGE",
+                          "ACTIVE")
         await self.refresh_sessions()
         self.watch_events()
         self.set_interval(1.0, self.refresh_preview)
@@ -159,7 +234,9 @@ class CoopApp(App[None]):
             table.add_row("●" if waiting else " ", name, info.get("workspace", ""),
                           info.get("state", ""), str(sum(1 for p in ptys if p.get("alive"))),
                           ", ".join(f"{n} {k}" for k, n in sorted(clients.items())) or "-",
-                          _age(now - info.get("created", now)), key=name)
+                          _age(now - info.get("created", now)),
+                          _ago(now, max((p.get("last_output", 0) for p in ptys), default=0)),
+                          key=name)
         self.query_one("#empty").display = not self.sessions
         self.query_one("#preview").display = bool(self.sessions)
         if selected in self.sessions:
@@ -229,6 +306,33 @@ class CoopApp(App[None]):
                 await self.refresh_sessions()
 
         self.push_screen(ConfirmKill(name), decided)
+
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for title, help_text, action in (
+                ("New session", "Start a session in a workspace", self.action_new_session),
+                ("Attach", "Open the selected session's agent", self.action_attach),
+                ("New shell", "A shell in the selected session's sandbox", self.action_shell),
+                ("Restart agent", "Restart the selected session's agent", self.action_restart),
+                ("Kill session", "Stop the selected session (asks first)", self.action_kill)):
+            yield SystemCommand(title, help_text, action)
+
+    def action_new_session(self) -> None:
+        async def chosen(workspace: str | None) -> None:
+            if not workspace:
+                return
+            try:
+                request = await asyncio.get_running_loop().run_in_executor(
+                    None, _create_request, workspace)
+                reply = await self.request(request)
+            except CoopError as exc:
+                self.notify(exc.render(), severity="error", timeout=10)
+                return
+            self.notify(f"started {reply['session']}")
+            await self.refresh_sessions()
+
+        self.push_screen(NewSession(), chosen)
 
 
 def run_tui() -> int:
