@@ -34,6 +34,7 @@ def _ago(now: float, then: float) -> str:
 
 
 def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"

@@ -168,6 +168,27 @@ class Terminal(Widget, can_focus=True):
             event.prevent_default()
             self.conn.send_data(data)
 
+    def _mouse(self, event: events.MouseEvent, button: int, release: bool = False) -> None:
+        """Mouse reports in SGR form, when the program asked for them (1000/1002/1003)."""
+        modes = self.screen_model.mode
+        if not any((m << 5) in modes for m in (1000, 1002, 1003)):
+            return
+        event.stop()
+        final = "m" if release else "M"
+        self.conn.send_data(f"\x1b[<{button};{event.x + 1};{event.y + 1}{final}".encode())
+
+    def on_mouse_down(self, event: events.MouseDown) -> None:
+        self._mouse(event, event.button - 1 if event.button else 0)
+
+    def on_mouse_up(self, event: events.MouseUp) -> None:
+        self._mouse(event, event.button - 1 if event.button else 0, release=True)
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self._mouse(event, 64)
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        self._mouse(event, 65)
+
     def on_paste(self, event: events.Paste) -> None:
         text = event.text.replace("\n", "\r").encode()
         if (2004 << 5) in self.screen_model.mode:

@@ -1,0 +1,106 @@
+"""Snapshot tests of the TUI: SVG screenshots compared with the files under snapshots/.
+
+Deterministic by construction: fixed terminal size, a fixed clock (ages read 0s), a fixed
+workspace path, scripted sessions, no blinking cursor. The app runs as the unprivileged
+test user against a real daemon. `COOP_UPDATE_SNAPSHOTS=1` rewrites the files; review the
+diff like code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import COOP, User
+
+SNAPSHOTS = Path(__file__).resolve().parent.parent / "snapshots"
+WORKSPACE = Path("/tmp/coop-snapshot-project")
+COLOURS = r"""printf '\033[?1049h\033[2J\033[H\033[1;44;37m coop snapshot \033[0m\n\n'
+printf '  \033[31mred\033[0m \033[32mgreen\033[0m \033[33myellow\033[0m \033[1mbold\033[0m '
+printf '\033[4munderline\033[0m \033[7mreverse\033[0m\n\n  \033[38;5;208m256 colours\033[0m '
+printf '\033[38;2;120;200;255mtruecolor\033[0m  wide: 中文\n'
+exec sleep 1000
+"""
+
+SCRIPT = """
+import asyncio, json
+from textual.widgets import Input
+from coop.tui.app import CoopApp
+Input.cursor_blink = False
+async def main():
+    app = CoopApp(clock=lambda: 0.0)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.query_one("#preview").styles.scrollbar_size_vertical = 0
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if READY(app):
+                break
+        ACTIONS
+        await pilot.pause(0.5)
+        print(json.dumps({"svg": app.export_screenshot()}))
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def snapshot_user(session_user: User) -> Iterator[User]:
+    shutil.rmtree(WORKSPACE, ignore_errors=True)
+    WORKSPACE.mkdir()
+    session_user.chown(WORKSPACE)
+    original, session_user.workspace = session_user.workspace, WORKSPACE
+    yield session_user
+    session_user.workspace = original  # its own clean-up runs from there
+    shutil.rmtree(WORKSPACE, ignore_errors=True)
+
+
+def screenshot(user: User, ready: str, actions: str = "") -> str:
+    code = SCRIPT.replace("READY(app)", ready).replace("ACTIONS", actions or "pass")
+    result = user.run([COOP[0], "-c", code], timeout=90)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    svg: str = json.loads(result.stdout.decode().strip().splitlines()[-1])["svg"]
+    return svg
+
+
+def check(name: str, svg: str) -> None:
+    path = SNAPSHOTS / f"{name}.svg"
+    if os.environ.get("COOP_UPDATE_SNAPSHOTS") or not path.exists():
+        path.write_text(svg)
+        if not os.environ.get("COOP_UPDATE_SNAPSHOTS"):
+            pytest.fail(f"{path} did not exist; it was written: review and commit it")
+    assert svg == path.read_text(), f"{name} differs from {path} (COOP_UPDATE_SNAPSHOTS=1)"
+
+
+def start(user: User, name: str, script: str) -> None:
+    result = user.coop("-d", "-n", name, "--", "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+
+
+class TestDashboard:
+    def test_empty_state(self, snapshot_user: User) -> None:
+        check("dashboard-empty", screenshot(snapshot_user, "True"))
+
+    def test_sessions_and_preview(self, snapshot_user: User) -> None:
+        start(snapshot_user, "agent-one", COLOURS)
+        start(snapshot_user, "agent-two", "echo plain output; exec sleep 1000")
+        svg = screenshot(snapshot_user, "'truecolor' in str(app.query_one('#preview').render())"
+                                        " and app.query_one('DataTable').row_count == 2")
+        check("dashboard-sessions", svg)
+
+    def test_kill_confirmation(self, snapshot_user: User) -> None:
+        start(snapshot_user, "doomed", "echo about to be killed; exec sleep 1000")
+        svg = screenshot(snapshot_user, "'killed' in str(app.query_one('#preview').render())",
+                         "await pilot.press('k')")
+        check("kill-confirmation", svg)
+
+
+class TestTerminalView:
+    def test_colourful_full_screen_program(self, snapshot_user: User) -> None:
+        start(snapshot_user, "colours", COLOURS)
+        svg = screenshot(snapshot_user, "'truecolor' in str(app.query_one('#preview').render())",
+                         "await pilot.press('enter'); await pilot.pause(1.0)")
+        check("terminal-colours", svg)
