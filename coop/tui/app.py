@@ -134,15 +134,18 @@ def _create_request(workspace: str) -> dict[str, Any]:
 class TerminalScreen(Screen[None]):
     BINDINGS = [Binding("ctrl+right_square_bracket", "leave", "Back to the dashboard")]
 
-    def __init__(self, conn: AsyncConnection, session: str, pty: int) -> None:
+    def __init__(self, conn: AsyncConnection, session: str, pty: int,
+                 size: tuple[int, int]) -> None:
         super().__init__()
         self.conn = conn
         self.session = session
         self.pty = pty
+        self.rows, self.cols = size
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Terminal(self.conn, id="terminal")
+        # The size the PTY was given at attach: the first repaint parses at the right size.
+        yield Terminal(self.conn, rows=self.rows, cols=self.cols, id="terminal")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -278,10 +281,11 @@ class CoopApp(App[None]):
         if name is None:
             return
         conn = await AsyncConnection.open(self.paths)
-        size = self.size
+        rows, cols = max(1, self.size.height - 2), self.size.width  # less header and footer
         reply = await conn.request({"cmd": cmd, "session": name, "kind": "tui",
-                                    "size": [max(1, size.height - 2), size.width], **extra})
-        await self.push_screen(TerminalScreen(conn, name, int(reply.get("pty", 0))))
+                                    "size": [rows, cols], **extra})
+        await self.push_screen(TerminalScreen(conn, name, int(reply.get("pty", 0)),
+                                              (rows, cols)))
 
     async def action_attach(self) -> None:
         await self.open_terminal("attach", {"pty": 0})

@@ -1,15 +1,17 @@
 """A terminal widget: one PTY of a session, drawn from a pyte screen with the Line API.
 
-Output bytes are fed to the screen as they arrive, and redraws are coalesced to at most
-~60 a second; only the rows pyte marks dirty (plus the old and new cursor rows) are
-refreshed, and each row's Strip is cached by its content. Keys go to the PTY as a terminal
-would send them, except the key that leaves the view (shown in the footer), which never
-reaches the agent.
+Output is parsed by pyte on a worker thread, never on the UI's event loop, in slices of
+at most `PARSE_SLICE` bytes; redraws are coalesced to at most ~60 a second; only the rows
+pyte marks dirty (plus the old and new cursor rows) are refreshed, and each row's Strip
+is cached by its content. A lock keeps a row from being drawn mid-parse. Keys go to the
+PTY as a terminal would send them, except the key that leaves the view (shown in the
+footer), which never reaches the agent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -28,6 +30,7 @@ from coop.pty.screen import CoopScreen
 from coop.tui.keys import key_bytes
 
 FRAME = 1 / 60
+PARSE_SLICE = 64 * 1024
 _NAMED = {"black": "black", "red": "red", "green": "green", "brown": "yellow",
           "yellow": "yellow", "blue": "blue", "magenta": "magenta", "cyan": "cyan",
           "white": "white"}
@@ -77,13 +80,19 @@ class Terminal(Widget, can_focus=True):
 
         self.stream = ByteStream(self.screen_model)
         self._pending = bytearray()
-        self._flush: asyncio.TimerHandle | None = None
+        self._wakeup = asyncio.Event()
+        self._lock = threading.Lock()
+        self._parser: asyncio.Task[None] | None = None
+        self.frames = 0
+        """Redraw batches so far (the benchmark reads it)."""
         self._cache: dict[int, tuple[tuple[Any, ...], Strip]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._last_cursor = 0
 
     def on_mount(self) -> None:
-        self._reader = asyncio.get_running_loop().create_task(self._read())
+        loop = asyncio.get_running_loop()
+        self._reader = loop.create_task(self._read())
+        self._parser = loop.create_task(self._parse_loop())
 
     async def _read(self) -> None:
         reason = "the session ended"
@@ -97,21 +106,35 @@ class Terminal(Widget, can_focus=True):
                     break
                 continue
             self._pending += body
-            if self._flush is None:
-                self._flush = asyncio.get_running_loop().call_later(FRAME, self._apply)
-        self._apply()
+            self._wakeup.set()
+        while self._pending:
+            await asyncio.sleep(FRAME)
         self.post_message(self.Ended(reason))
 
+    async def _parse_loop(self) -> None:
+        """At most one redraw per frame: parse what arrived (off the loop), then refresh."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                chunk = bytes(self._pending[:PARSE_SLICE])
+                del self._pending[:PARSE_SLICE]
+                await asyncio.to_thread(self._feed, chunk)
+            self._apply()
+            await asyncio.sleep(FRAME)
+
+    def _feed(self, data: bytes) -> None:
+        with self._lock:
+            self.stream.feed(data)
+
     def _apply(self) -> None:
-        """Parse what arrived since the last frame and refresh the rows it changed."""
-        self._flush = None
-        if self._pending:
-            self.stream.feed(bytes(self._pending))
-            self._pending.clear()
-        screen = self.screen_model
-        dirty = set(screen.dirty) | {self._last_cursor, screen.cursor.y}
-        screen.dirty.clear()
-        self._last_cursor = screen.cursor.y
+        """Refresh the rows the parsed output changed."""
+        with self._lock:
+            screen = self.screen_model
+            dirty = set(screen.dirty) | {self._last_cursor, screen.cursor.y}
+            screen.dirty.clear()
+            self._last_cursor = screen.cursor.y
+        self.frames += 1
         for y in dirty:
             self._cache.pop(y, None)
             self.refresh_line(y)
@@ -120,6 +143,10 @@ class Terminal(Widget, can_focus=True):
         self.refresh(Region(0, y, self.size.width, 1))
 
     def render_line(self, y: int) -> Strip:
+        with self._lock:
+            return self._render_line(y)
+
+    def _render_line(self, y: int) -> Strip:
         screen = self.screen_model
         if y >= screen.lines:
             return Strip.blank(self.size.width)
@@ -156,7 +183,8 @@ class Terminal(Widget, can_focus=True):
     def on_resize(self, event: events.Resize) -> None:
         rows, cols = max(1, event.size.height), max(1, event.size.width)
         if (rows, cols) != (self.screen_model.lines, self.screen_model.columns):
-            self.screen_model.resize(rows, cols)
+            with self._lock:
+                self.screen_model.resize(rows, cols)
             self._cache.clear()
             self.conn.send_control({"type": "resize", "rows": rows, "cols": cols})
 
@@ -201,9 +229,11 @@ class Terminal(Widget, can_focus=True):
 
     def text(self) -> list[str]:
         """The screen as text (tests, accessibility)."""
-        return [line.rstrip() for line in self.screen_model.display]
+        with self._lock:
+            return [line.rstrip() for line in self.screen_model.display]
 
     def on_unmount(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        for task in (self._reader, self._parser):
+            if task is not None:
+                task.cancel()
         self.conn.close()
