@@ -155,3 +155,31 @@ def test_actions_are_in_the_command_palette(session_user: User) -> None:
     """)
     for title in ("New session", "Attach", "New shell", "Restart agent", "Kill session"):
         assert title in seen["titles"]  # type: ignore[operator]
+
+
+def test_ptys_in_tabs_and_the_scrollback(session_user: User) -> None:
+    start(session_user, "tabs", "for i in $(seq 1 80); do echo agent-line-$i; done; exec sh")
+    seen = pilot(session_user, """
+        await wait_for(pilot, lambda: len(rows(app)) == 1)
+        await pilot.press("s")  # a new shell: the agent's tab and the shell's
+        await wait_for(pilot, lambda: isinstance(app.screen.focused, Terminal))
+        tabs = [str(t.label) for t in app.screen.query("Tab")]
+        shell = app.screen.focused
+        for key in "echo in-the-shell":
+            await pilot.press(key if key != " " else "space")
+        await pilot.press("enter")
+        in_shell = await wait_for(pilot, lambda: "in-the-shell" in shell.text())
+        await pilot.press("ctrl+pageup")
+        await pilot.pause(0.3)
+        agent = app.screen.focused
+        switched = agent is not shell and any("agent-line-80" in l for l in agent.text())
+        await pilot.press("shift+pageup")
+        await wait_for(pilot, lambda: app.screen.query("#scrollback"))
+        log = app.screen.query_one("#scrollback")
+        lines = [str(line) for line in log.lines]
+        print(json.dumps({"tabs": tabs, "in_shell": in_shell, "switched": switched,
+                          "first": "agent-line-1" in lines, "last": "agent-line-80" in lines}))
+    """)
+    assert seen["tabs"] == ["agent", "shell 1"]
+    assert seen["in_shell"] and seen["switched"]
+    assert seen["first"] and seen["last"]  # lines that scrolled off the screen long ago

@@ -18,10 +18,22 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    Log,
+    Static,
+    TabbedContent,
+    TabPane,
+)
 
 from coop.errors import CoopError
 from coop.ipc.aclient import AsyncConnection
+from coop.ipc.framing import CONTROL
 from coop.paths import CoopPaths, coop_paths
 from coop.tui.terminal import Terminal
 
@@ -131,26 +143,87 @@ def _create_request(workspace: str) -> dict[str, Any]:
             "identity_env": {k: os.environ[k] for k in ("HOME", "USER") if k in os.environ}}
 
 
-class TerminalScreen(Screen[None]):
-    BINDINGS = [Binding("ctrl+right_square_bracket", "leave", "Back to the dashboard")]
+class ScrollbackScreen(Screen[None]):
+    """A PTY's scrollback from the daemon's output ring, as text."""
 
-    def __init__(self, conn: AsyncConnection, session: str, pty: int,
+    BINDINGS = [Binding("escape,q", "app.pop_screen", "Back to the terminal")]
+
+    def __init__(self, title: str, text: str) -> None:
+        super().__init__()
+        self.heading = title
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        log = Log(id="scrollback", auto_scroll=True)
+        yield log
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = self.heading
+        self.query_one(Log).write(self.text)
+
+
+class TerminalScreen(Screen[None]):
+    """The PTYs of one session in tabs, the agent first. Ctrl+PageUp/PageDown switch tabs,
+    Shift+PageUp shows the scrollback and Ctrl+] goes back; none of them reach the PTY."""
+
+    BINDINGS = [
+        Binding("ctrl+right_square_bracket", "leave", "Back to the dashboard", priority=True),
+        Binding("ctrl+pageup", "switch(-1)", "Previous PTY", priority=True),
+        Binding("ctrl+pagedown", "switch(1)", "Next PTY", priority=True),
+        Binding("shift+pageup", "scrollback", "Scrollback", priority=True),
+    ]
+
+    def __init__(self, app_paths: CoopPaths, session: str,
+                 terminals: list[tuple[int, str, AsyncConnection]], active: int,
                  size: tuple[int, int]) -> None:
         super().__init__()
-        self.conn = conn
+        self.paths = app_paths
         self.session = session
-        self.pty = pty
+        self.terminals = terminals
+        self.active = active
         self.rows, self.cols = size
 
     def compose(self) -> ComposeResult:
         yield Header()
-        # The size the PTY was given at attach: the first repaint parses at the right size.
-        yield Terminal(self.conn, rows=self.rows, cols=self.cols, id="terminal")
+        with TabbedContent(initial=f"pty-{self.active}"):
+            for ident, kind, conn in self.terminals:
+                title = "agent" if kind == "agent" else f"shell {ident}"
+                with TabPane(title, id=f"pty-{ident}"):
+                    # The size the PTY got at attach: the first repaint parses at the right size.
+                    yield Terminal(conn, rows=self.rows, cols=self.cols, id=f"term-{ident}")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.title = f"{self.session} · PTY {self.pty}"
-        self.query_one(Terminal).focus()
+        self.title = self.session
+        self._focus_active()
+
+    def _focus_active(self) -> None:
+        active = self.query_one(TabbedContent).active
+        self.query_one(f"#term-{active.removeprefix('pty-')}", Terminal).focus()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._focus_active()
+
+    def action_switch(self, step: int) -> None:
+        tabs = self.query_one(TabbedContent)
+        ids = [f"pty-{ident}" for ident, _, _ in self.terminals]
+        tabs.active = ids[(ids.index(tabs.active) + step) % len(ids)]
+
+    async def action_scrollback(self) -> None:
+        from coop.commands.session import plain_text
+
+        pty = int(self.query_one(TabbedContent).active.removeprefix("pty-"))
+        conn = await AsyncConnection.open(self.paths)
+        try:
+            await conn.request({"cmd": "logs", "session": self.session, "pty": pty})
+            data = b"".join([body async for kind, body in conn.stream() if kind != CONTROL])
+        finally:
+            conn.close()
+        text = plain_text(data).decode("utf-8", "replace")
+        await self.app.push_screen(ScrollbackScreen(f"{self.session} · PTY {pty} scrollback",
+                                                    text))
 
     def on_terminal_left(self, message: Terminal.Left) -> None:
         self._close()
@@ -160,14 +233,16 @@ class TerminalScreen(Screen[None]):
             self.app.notify(f"{self.session}: {message.reason}")
         self._close()
 
+    def action_leave(self) -> None:
+        for terminal in self.query(Terminal):
+            terminal.conn.send_control({"type": "detach"})
+        self._close()
+
     def _close(self) -> None:
         """Leave once, however many ways the end was signalled (detach, then the stream's
         own `detached`)."""
         if self.is_current:
             self.app.pop_screen()
-
-    def action_leave(self) -> None:
-        self.query_one(Terminal).action_leave()
 
 
 class CoopApp(App[None]):
@@ -277,14 +352,25 @@ class CoopApp(App[None]):
         await self.action_attach()
 
     async def open_terminal(self, cmd: str, extra: dict[str, Any]) -> None:
+        """Attach to every live PTY of the selected session (a new shell too, for `shell`),
+        each in a tab; the requested one is shown."""
         name = self.selected()
         if name is None:
             return
-        conn = await AsyncConnection.open(self.paths)
-        rows, cols = max(1, self.size.height - 2), self.size.width  # less header and footer
-        reply = await conn.request({"cmd": cmd, "session": name, "kind": "tui",
-                                    "size": [rows, cols], **extra})
-        await self.push_screen(TerminalScreen(conn, name, int(reply.get("pty", 0)),
+        rows, cols = max(1, self.size.height - 4), self.size.width  # header, tabs, footer
+        size = {"kind": "tui", "size": [rows, cols], "session": name}
+        terminals: list[tuple[int, str, AsyncConnection]] = []
+        first = await AsyncConnection.open(self.paths)
+        reply = await first.request({"cmd": cmd, **size, **extra})
+        active = int(reply.get("pty", 0))
+        terminals.append((active, str(reply.get("kind", "agent")), first))
+        for pty in self.sessions.get(name, {}).get("ptys", []):
+            if pty.get("alive") and pty["id"] != active:
+                conn = await AsyncConnection.open(self.paths)
+                await conn.request({"cmd": "attach", "pty": pty["id"], **size})
+                terminals.append((int(pty["id"]), str(pty["kind"]), conn))
+        terminals.sort(key=lambda t: t[0])
+        await self.push_screen(TerminalScreen(self.paths, name, terminals, active,
                                               (rows, cols)))
 
     async def action_attach(self) -> None:
