@@ -183,3 +183,25 @@ def test_ptys_in_tabs_and_the_scrollback(session_user: User) -> None:
     assert seen["tabs"] == ["agent", "shell 1"]
     assert seen["in_shell"] and seen["switched"]
     assert seen["first"] and seen["last"]  # lines that scrolled off the screen long ago
+
+
+def test_filter_and_sort(session_user: User) -> None:
+    start(session_user, "apple", "exec sleep 1000")
+    start(session_user, "banana", "exec sleep 1000")
+    start(session_user, "cherry", "echo recent; exec sleep 1000")
+    seen = pilot(session_user, """
+        await wait_for(pilot, lambda: len(rows(app)) == 3)
+        await pilot.press("slash")
+        for key in "an":
+            await pilot.press(key)
+        await pilot.pause(0.3)
+        filtered = [r[1] for r in rows(app)]
+        await pilot.press("enter")
+        app.query_one("#filter").value = ""
+        await pilot.pause(0.3)
+        await pilot.press("o")  # by activity: the session that printed comes first
+        await pilot.pause(0.3)
+        print(json.dumps({"filtered": filtered, "by_activity": [r[1] for r in rows(app)]}))
+    """)
+    assert seen["filtered"] == ["banana"]
+    assert seen["by_activity"][0] == "cherry"  # type: ignore[index]

@@ -249,12 +249,16 @@ class CoopApp(App[None]):
     TITLE = "coop"
     CSS = """
     #sessions { height: 1fr; }
+    #filter { display: none; }
+    #filter.shown { display: block; }
     #preview { height: 2fr; border: round $primary; padding: 0 1; }
     #empty { padding: 2 4; }
     """
     BINDINGS = [
         Binding("enter", "attach", "Attach"),
         Binding("n", "new_session", "New"),
+        Binding("slash", "filter", "Filter"),
+        Binding("o", "sort", "Sort"),
         Binding("s", "shell", "Shell"),
         Binding("r", "restart", "Restart"),
         Binding("k", "kill", "Kill"),
@@ -265,11 +269,17 @@ class CoopApp(App[None]):
         super().__init__()
         self.paths = paths or coop_paths()
         self.sessions: dict[str, dict[str, Any]] = {}
+        self.shown: list[str] = []
+        """Session names in table order (after filtering and sorting)."""
+        self.filter_text = ""
+        self.sort_key = "name"
         self.clock = clock or time.time
 
     def compose(self) -> ComposeResult:
         yield Header()
         table: DataTable[str] = DataTable(id="sessions", cursor_type="row")
+        yield Input(placeholder="filter sessions by name or workspace (Enter keeps it, Esc "
+                                "clears)", id="filter")
         yield table
         yield Static(EMPTY, id="empty")
         yield Static("", id="preview")
@@ -279,6 +289,7 @@ class CoopApp(App[None]):
         table = self.query_one(DataTable)
         table.add_columns("", "SESSION", "WORKSPACE", "STATE", "PTYS", "CLIENTS", "AGE",
                           "ACTIVE")
+        table.focus()
         await self.refresh_sessions()
         self.watch_events()
         self.set_interval(1.0, self.refresh_preview)
@@ -303,7 +314,9 @@ class CoopApp(App[None]):
         selected = self.selected()
         table.clear()
         now = self.clock()
-        for name, info in sorted(self.sessions.items()):
+        self.shown = self._ordered()
+        for name in self.shown:
+            info = self.sessions[name]
             ptys = info.get("ptys", [])
             waiting = any(p.get("waiting") for p in ptys if p.get("kind") == "agent")
             clients: dict[str, int] = {}
@@ -318,15 +331,52 @@ class CoopApp(App[None]):
                           key=name)
         self.query_one("#empty").display = not self.sessions
         self.query_one("#preview").display = bool(self.sessions)
-        if selected in self.sessions:
-            table.move_cursor(row=sorted(self.sessions).index(selected))
+        if selected in self.shown:
+            table.move_cursor(row=self.shown.index(selected))
         await self.refresh_preview()
+
+    def _ordered(self) -> list[str]:
+        needle = self.filter_text.lower()
+        names = [n for n, info in self.sessions.items()
+                 if needle in n.lower() or needle in str(info.get("workspace", "")).lower()]
+
+        def activity(name: str) -> float:
+            return -max((p.get("last_output", 0) for p in self.sessions[name].get("ptys", [])),
+                        default=0)
+
+        def waiting_first(name: str) -> tuple[bool, str]:
+            ptys = self.sessions[name].get("ptys", [])
+            return (not any(p.get("waiting") for p in ptys), name)
+
+        keys: dict[str, Any] = {"name": lambda n: n, "activity": activity,
+                                "waiting": waiting_first}
+        return sorted(names, key=keys[self.sort_key])
 
     def selected(self) -> str | None:
         table = self.query_one(DataTable)
-        if not self.sessions or table.row_count == 0:
+        if not self.shown or table.row_count == 0:
             return None
-        return sorted(self.sessions)[min(table.cursor_row, table.row_count - 1)]
+        return self.shown[min(table.cursor_row, table.row_count - 1)]
+
+    def action_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.add_class("shown")
+        field.focus()
+
+    async def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.filter_text = event.value
+            await self.refresh_sessions()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self.query_one(DataTable).focus()
+
+    async def action_sort(self) -> None:
+        order = ["name", "activity", "waiting"]
+        self.sort_key = order[(order.index(self.sort_key) + 1) % len(order)]
+        self.notify(f"sorted by {self.sort_key}")
+        await self.refresh_sessions()
 
     async def refresh_preview(self) -> None:
         name = self.selected()
