@@ -112,16 +112,23 @@ class Terminal(Widget, can_focus=True):
         self.post_message(self.Ended(reason))
 
     async def _parse_loop(self) -> None:
-        """At most one redraw per frame: parse what arrived (off the loop), then refresh."""
+        """At most one redraw per frame: parse what arrived (off the loop), then refresh.
+        A quiet terminal redraws at once (an echo shows without waiting for a frame); only
+        a busy one is held to the frame rate."""
+        loop = asyncio.get_running_loop()
+        last = 0.0
         while True:
             await self._wakeup.wait()
+            wait = last + FRAME - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._wakeup.clear()
             while self._pending:
                 chunk = bytes(self._pending[:PARSE_SLICE])
                 del self._pending[:PARSE_SLICE]
                 await asyncio.to_thread(self._feed, chunk)
             self._apply()
-            await asyncio.sleep(FRAME)
+            last = loop.time()
 
     def _feed(self, data: bytes) -> None:
         with self._lock:
