@@ -104,3 +104,10 @@ def test_bell_and_quiet_output_mean_waiting() -> None:
     assert not activity.bell  # BEL ending an OSC is no bell
     activity.on_output(b"done\x07", now=122.0)
     assert activity.waiting(now=122.1)
+
+
+def test_snapshot_replays_the_cursor_shape() -> None:
+    ring = OutputRing()
+    tracker = ScreenTracker(ring, 40, 5)
+    ring.append(b"text\x1b[6 q more")
+    assert tracker.snapshot().endswith(b"\x1b[6 q")

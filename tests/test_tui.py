@@ -205,3 +205,19 @@ def test_filter_and_sort(session_user: User) -> None:
     """)
     assert seen["filtered"] == ["banana"]
     assert seen["by_activity"][0] == "cherry"  # type: ignore[index]
+
+
+def test_cursor_shape_and_visibility_follow_the_program(session_user: User) -> None:
+    start(session_user, "cursor", "printf 'bar cursor\\033[6 q'; sleep 1; "
+                                  "printf '\\033[?25l hidden'; exec sleep 1000")
+    seen = pilot(session_user, """
+        await wait_for(pilot, lambda: len(rows(app)) == 1)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen.focused, Terminal))
+        term = app.screen.focused
+        await wait_for(pilot, lambda: term.cursor_shape == "bar")
+        shape = term.cursor_shape
+        hidden = await wait_for(pilot, lambda: term.screen_model.cursor.hidden)
+        print(json.dumps({"shape": shape, "hidden": hidden}))
+    """)
+    assert seen == {"shape": "bar", "hidden": True}

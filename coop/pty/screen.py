@@ -150,6 +150,8 @@ class ScreenTracker:
         self.stream = pyte.ByteStream(self.screen)
         self.parsed = ring.end
         self.title = ""
+        self.cursor_style = b""
+        """The last DECSCUSR (cursor shape) the program sent, replayed in snapshots."""
 
     @property
     def behind(self) -> int:
@@ -192,6 +194,10 @@ class ScreenTracker:
         return self.parsed >= self.ring.end
 
     def _track_title(self, data: bytes) -> None:
+        if b" q" in data:
+            shapes = re.findall(rb"\x1b\[[0-6]? q", data)
+            if shapes:
+                self.cursor_style = shapes[-1]
         if b"\x1b]" in data:
             for match in re.finditer(rb"\x1b\][02];([^\x07\x1b]*)(?:\x07|\x1b\\)", data):
                 self.title = match.group(1).decode("utf-8", "replace")
@@ -263,4 +269,4 @@ class ScreenTracker:
             out.append("\x1b[?25h")
         if self.title:
             out.append(f"\x1b]2;{self.title}\x07")
-        return "".join(out).encode("utf-8", "replace")
+        return "".join(out).encode("utf-8", "replace") + self.cursor_style

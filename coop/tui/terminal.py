@@ -11,6 +11,7 @@ footer), which never reaches the agent.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from functools import lru_cache
 from typing import Any
@@ -30,6 +31,11 @@ from coop.pty.screen import CoopScreen
 from coop.tui.keys import key_bytes
 
 FRAME = 1 / 60
+# DECSCUSR: CSI Ps SP q — 0-2 block, 3-4 underline, 5-6 bar (drawn as an underline here:
+# a cell cannot hold a bar).
+_CURSOR_SHAPE = re.compile(rb"\x1b\[([0-6])? q")
+SHAPES = {0: "block", 1: "block", 2: "block", 3: "underline", 4: "underline", 5: "bar",
+          6: "bar"}
 PARSE_SLICE = 64 * 1024
 _NAMED = {"black": "black", "red": "red", "green": "green", "brown": "yellow",
           "yellow": "yellow", "blue": "blue", "magenta": "magenta", "cyan": "cyan",
@@ -83,6 +89,7 @@ class Terminal(Widget, can_focus=True):
         self._wakeup = asyncio.Event()
         self._lock = threading.Lock()
         self._parser: asyncio.Task[None] | None = None
+        self.cursor_shape = "block"
         self.frames = 0
         """Redraw batches so far (the benchmark reads it)."""
         self._cache: dict[int, tuple[tuple[Any, ...], Strip]] = {}
@@ -106,6 +113,9 @@ class Terminal(Widget, can_focus=True):
                     break
                 continue
             self._pending += body
+            if b" q" in body:
+                for match in _CURSOR_SHAPE.finditer(body):
+                    self.cursor_shape = SHAPES[int(match.group(1) or 0)]
             self._wakeup.set()
         while self._pending:
             await asyncio.sleep(FRAME)
@@ -169,9 +179,11 @@ class Terminal(Widget, can_focus=True):
             char = line[x]
             if char.data == "":
                 continue  # the right half of a wide character
-            style = cell_style(char.fg, char.bg, char.bold, char.italics, char.underscore,
-                               char.reverse ^ (cursor_here and x == screen.cursor.x),
-                               char.strikethrough)
+            at_cursor = cursor_here and x == screen.cursor.x
+            block = at_cursor and self.cursor_shape == "block"
+            style = cell_style(char.fg, char.bg, char.bold, char.italics,
+                               char.underscore or (at_cursor and not block),
+                               char.reverse ^ block, char.strikethrough)
             if style is not run_style and run_text:
                 segments.append(Segment(run_text, run_style))
                 run_text = ""
