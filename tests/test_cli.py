@@ -17,7 +17,16 @@ def test_importing_the_cli_loads_no_heavy_packages() -> None:
     assert result.stdout == b"[]\n"
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["init"], ["doctor"], ["completion"]])
+def _subcommands() -> list[list[str]]:
+    import argparse
+
+    from coop.cli import build_parser
+
+    actions = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return [[]] + [[name] for name in actions[0].choices]
+
+
+@pytest.mark.parametrize("command", _subcommands())
 def test_every_help_has_examples(command: list[str]) -> None:
     result = subprocess.run(COOP + command + ["--help"], capture_output=True)
     assert result.returncode == 0

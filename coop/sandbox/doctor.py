@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -107,6 +108,27 @@ def cgroup_check(sys_fs: Path = Path("/sys/fs/cgroup")) -> Check:
                  "in a later coop).", required=False)
 
 
+def _probe(steps: Callable[[list[str]], None]) -> str | None:
+    """Run `steps` in a forked child (namespaces must not touch this process); returns the
+    failure, prefixed by the step name the child last put in its list, or None."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        step: list[str] = ["start"]
+        try:
+            steps(step)
+            os._exit(0)
+        except OSError as exc:
+            os.write(write_fd, f"{step[-1]}: {exc.strerror or exc}".encode())
+            os._exit(1)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as f:
+        message = f.read().decode()
+    _, status = os.waitpid(pid, 0)
+    return None if status == 0 else message
+
+
 def live_check() -> Check:
     """Create a user+mount namespace and mount overlayfs in it, in a child process."""
     import tempfile
@@ -116,61 +138,43 @@ def live_check() -> Check:
     with tempfile.TemporaryDirectory(prefix="coop-doctor-") as tmp:
         for sub in ("lower", "upper", "work", "merged"):
             os.mkdir(os.path.join(tmp, sub))
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_fd)
-            step = "unshare(user, mount)"
-            try:
-                uid, gid = os.getuid(), os.getgid()
-                sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNS)
-                step = "uid_map"
-                sc.map_ids(0, uid, 0, gid)
-                step = "overlayfs mount"
-                sc.mount("overlay", f"{tmp}/merged", "overlay", 0,
-                         f"lowerdir={tmp}/lower,upperdir={tmp}/upper,workdir={tmp}/work,"
-                         "userxattr")
-                os._exit(0)
-            except OSError as exc:
-                os.write(write_fd, f"{step}: {exc.strerror or exc}".encode())
-                os._exit(1)
-        os.close(write_fd)
-        with os.fdopen(read_fd, "rb") as f:
-            message = f.read().decode()
-        _, status = os.waitpid(pid, 0)
-    if status == 0:
+
+        def steps(step: list[str]) -> None:
+            uid, gid = os.getuid(), os.getgid()
+            step.append("unshare(user, mount)")
+            sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNS)
+            step.append("uid_map")
+            sc.map_ids(0, uid, 0, gid)
+            step.append("overlayfs mount")
+            sc.mount("overlay", f"{tmp}/merged", "overlay", 0,
+                     f"lowerdir={tmp}/lower,upperdir={tmp}/upper,workdir={tmp}/work,userxattr")
+
+        failure = _probe(steps)
+    if failure is None:
         return Check("sandbox probe", True, "user namespace and overlayfs mount work")
-    return Check("sandbox probe", False, f"failed at {message}",
+    return Check("sandbox probe", False, f"failed at {failure}",
                  "Fix the failures above; if none is shown, this kernel or a security module "
                  "forbids unprivileged user namespaces (check `dmesg`).")
 
 
 def network_check() -> Check:
     """The `proxy` and `none` modes: a network namespace of our own with loopback up."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        try:
-            from coop.sandbox import syscalls as sc
-            from coop.sandbox.netns import loopback_up
+    from coop.sandbox import syscalls as sc
+    from coop.sandbox.netns import loopback_up
 
-            uid, gid = os.getuid(), os.getgid()
-            sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNET)
-            sc.map_ids(0, uid, 0, gid)
-            loopback_up()
-            os._exit(0)
-        except OSError as exc:
-            os.write(write_fd, (exc.strerror or str(exc)).encode())
-            os._exit(1)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as f:
-        message = f.read().decode()
-    _, status = os.waitpid(pid, 0)
-    if status == 0:
+    def steps(step: list[str]) -> None:
+        uid, gid = os.getuid(), os.getgid()
+        step.append("unshare(user, net)")
+        sc.unshare(sc.CLONE_NEWUSER | sc.CLONE_NEWNET)
+        sc.map_ids(0, uid, 0, gid)
+        step.append("loopback up")
+        loopback_up()
+
+    failure = _probe(steps)
+    if failure is None:
         return Check("network namespace", True, "own namespace with loopback works "
                      "(network modes proxy and none)")
-    return Check("network namespace", False, f"cannot isolate the network: {message}",
+    return Check("network namespace", False, f"cannot isolate the network: {failure}",
                  "Enable network namespaces (user.max_net_namespaces > 0), or use "
                  "`network: {mode: host}` in the Coopfile, which does not isolate the network.")
 
