@@ -488,3 +488,13 @@ def test_restart_command_restarts_a_running_agent(session_user: User) -> None:
     wait_for(lambda: logs(session_user).count("started-") == 2, what="the restart")
     [session] = ls(session_user)
     assert session["state"] == "running"
+
+
+def test_idle_timeout_from_the_global_config(session_user: User) -> None:
+    del session_user.extra_env["COOP_DAEMON_IDLE_TIMEOUT"]
+    (session_user.coop_home / "config.yaml").write_text("daemon: {idle_timeout_s: 1}\n")
+    session_user.chown(session_user.coop_home)
+    session_user.coop("ls")
+    sock = session_user.coop_home / "run" / "daemon.sock"
+    assert sock.exists()
+    wait_for(lambda: not sock.exists(), timeout=10, what="idle exit per the global config")

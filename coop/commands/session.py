@@ -12,7 +12,7 @@ from typing import Any
 
 from coop.commands.attach import detach_byte, report, stream
 from coop.commands.table import print_table
-from coop.config.coopfile import load_config
+from coop.config.coopfile import CoopConfig, load_config
 from coop.config.expand import expand_env
 from coop.errors import CoopError
 from coop.ipc.client import DaemonError, call, connect, request
@@ -26,6 +26,24 @@ IDENTITY_VARS = ("HOME", "USER")
 def _size() -> list[int]:
     size = window_size(0) or window_size(1) or (24, 80)
     return [size[0], size[1]]
+
+
+def create_request(config: CoopConfig, coopfile: Path | None, name: str | None,
+                   argv: list[str], size: list[int]) -> dict[str, Any]:
+    """The `create` request for a workspace: its base is pulled and built first (with
+    progress), and the Coopfile's `env` is expanded here, from the user's environment."""
+    from coop.sandbox.bases import resolve_config_base
+
+    resolve_config_base(config, coop_paths())
+    env, warnings = expand_env(config.env, os.environ)
+    for warning in warnings:
+        print(f"coop: warning: {warning}", file=sys.stderr)
+    return {"cmd": "create", "workspace": str(config.workspace),
+            "coopfile": str(coopfile.absolute()) if coopfile else None,
+            "name": name, "argv": argv or None, "env": env,
+            "term": os.environ.get("TERM", "xterm-256color"),
+            "lang": os.environ.get("LANG", "C.UTF-8"), "size": size,
+            "identity_env": {k: os.environ[k] for k in IDENTITY_VARS if k in os.environ}}
 
 
 def start_or_attach(workspace: Path | None, coopfile: Path | None, name: str | None,
@@ -43,25 +61,11 @@ def start_or_attach(workspace: Path | None, coopfile: Path | None, name: str | N
                 print(f"coop: session {session} already runs; attaching to it "
                       "(the command is ignored).", file=sys.stderr)
         else:
-            from coop.sandbox.bases import resolve_config_base
-
-            resolve_config_base(config, paths)  # pull and build first, with progress
-            env, warnings = expand_env(config.env, os.environ)
-            for warning in warnings:
-                print(f"coop: warning: {warning}", file=sys.stderr)
-            reply = request(sock, {
-                "cmd": "create", "workspace": str(config.workspace),
-                "coopfile": str(coopfile.absolute()) if coopfile else None,
-                "name": name, "argv": argv or None, "env": env,
-                "term": os.environ.get("TERM", "xterm-256color"),
-                "lang": os.environ.get("LANG", "C.UTF-8"), "size": _size(),
-                "identity_env": {k: os.environ[k] for k in IDENTITY_VARS if k in os.environ}})
+            reply = request(sock, create_request(config, coopfile, name, argv, _size()))
             session = reply["session"]
-            if detached:
-                if not quiet:
-                    print(session)
-                return 0
     if detached:
+        if not quiet:
+            print(session)
         return 0
     return attach(session, 0, config.detach_keys)
 

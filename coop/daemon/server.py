@@ -446,5 +446,21 @@ def main() -> None:
     paths = coop_paths()
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s daemon[{os.getpid()}] %(levelname)s %(message)s")
-    idle = float(os.environ.get("COOP_DAEMON_IDLE_TIMEOUT", "30"))
-    Daemon(paths, idle).serve()
+    Daemon(paths, _idle_timeout(paths)).serve()
+
+
+def _idle_timeout(paths: CoopPaths) -> float:
+    """COOP_DAEMON_IDLE_TIMEOUT, else the global config's `daemon.idle_timeout_s`, else 30."""
+    if "COOP_DAEMON_IDLE_TIMEOUT" in os.environ:
+        return float(os.environ["COOP_DAEMON_IDLE_TIMEOUT"])
+    if paths.config_file.is_file():
+        from coop.config.schema import GLOBAL_CONFIG, validate
+        from coop.config.yamlsource import read_source
+        from coop.errors import CoopError
+
+        try:
+            data = validate(read_source(paths.config_file), GLOBAL_CONFIG, Path.home())
+            return float(data.get("daemon", {}).get("idle_timeout_s", 30))
+        except CoopError as exc:
+            log.warning("ignoring the global config: %s", exc.message)
+    return 30.0

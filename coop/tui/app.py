@@ -127,20 +127,14 @@ class NewSession(ModalScreen[str | None]):
 
 
 def _create_request(workspace: str) -> dict[str, Any]:
-    """What `coop -d` sends, built the same way (config, env expansion, base build)."""
+    """What `coop -d` sends for that workspace (config, base build, env expansion)."""
     from pathlib import Path
 
+    from coop.commands.session import create_request
     from coop.config.coopfile import load_config
-    from coop.config.expand import expand_env
-    from coop.sandbox.bases import resolve_config_base
 
-    paths = coop_paths()
-    config = load_config(paths, Path(workspace))
-    resolve_config_base(config, paths)
-    env, _ = expand_env(config.env, os.environ)
-    return {"cmd": "create", "workspace": str(config.workspace), "env": env,
-            "term": "xterm-256color", "lang": os.environ.get("LANG", "C.UTF-8"),
-            "identity_env": {k: os.environ[k] for k in ("HOME", "USER") if k in os.environ}}
+    config = load_config(coop_paths(), Path(workspace))
+    return create_request(config, None, None, [], [24, 80])
 
 
 class ScrollbackScreen(Screen[None]):
