@@ -30,7 +30,7 @@ from textual.widgets import DataTable
 async def main():
     app = CoopApp()
     async with app.run_test(size=(120, 40)) as pilot:
-        while app.query_one(DataTable).row_count < 20:
+        while app.table.row_count < 20:
             await pilot.pause(0.005)
         print("painted", flush=True)
 asyncio.run(main())
@@ -46,7 +46,7 @@ def cpu():
     return usage.ru_utime + usage.ru_stime
 
 async def open_terminal(app, pilot, name):
-    table = app.query_one("DataTable")
+    table = app.table
     table.move_cursor(row=app.shown.index(name))
     await pilot.press("enter")
     while not isinstance(app.screen.focused, Terminal):

@@ -19,7 +19,7 @@ from coop.tui.terminal import Terminal
 from textual.widgets import DataTable, Static
 
 def rows(app):
-    table = app.query_one(DataTable)
+    table = app.table
     return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
 
 async def wait_for(pilot, check, timeout=10):
@@ -52,12 +52,12 @@ def test_dashboard_lists_sessions_and_previews_the_selected_one(session_user: Us
     time.sleep(0.5)
     seen = pilot(session_user, """
         await wait_for(pilot, lambda: len(rows(app)) == 2)
-        await wait_for(pilot, lambda: "hello alpha" in str(app.query_one("#preview").render()))
-        first = str(app.query_one("#preview").render())
+        await wait_for(pilot, lambda: "hello alpha" in str(app.preview.render()))
+        first = str(app.preview.render())
         await pilot.press("down")
-        await wait_for(pilot, lambda: "hello beta" in str(app.query_one("#preview").render()))
+        await wait_for(pilot, lambda: "hello beta" in str(app.preview.render()))
         print(json.dumps({"rows": rows(app), "first": first,
-                          "second": str(app.query_one("#preview").render())}))
+                          "second": str(app.preview.render())}))
     """)
     names = [row[1] for row in seen["rows"]]  # type: ignore[attr-defined]
     assert names == ["alpha", "beta"]
@@ -141,7 +141,7 @@ def test_new_session_from_the_workspace_picker(session_user: User) -> None:
         field.value = {str(other)!r}
         await pilot.press("enter")
         ok = await wait_for(pilot, lambda: len(rows(app)) == 1, 15)
-        shown = await wait_for(pilot, lambda: "picked" in str(app.query_one("#preview").render()))
+        shown = await wait_for(pilot, lambda: "picked" in str(app.preview.render()))
         print(json.dumps({{"ok": ok, "rows": rows(app), "shown": shown}}))
     """)
     assert seen["ok"] and seen["rows"][0][1] == "second-project"  # type: ignore[index]

@@ -36,7 +36,7 @@ Input.cursor_blink = False
 async def main():
     app = CoopApp(clock=lambda: 0.0)
     async with app.run_test(size=(100, 30)) as pilot:
-        app.query_one("#preview").styles.scrollbar_size_vertical = 0
+        app.preview.styles.scrollbar_size_vertical = 0
         for _ in range(50):
             await pilot.pause(0.1)
             if READY(app):
@@ -94,13 +94,13 @@ class TestDashboard:
     def test_sessions_and_preview(self, snapshot_user: User) -> None:
         start(snapshot_user, "agent-one", COLOURS)
         start(snapshot_user, "agent-two", "echo plain output; exec sleep 1000")
-        svg = screenshot(snapshot_user, "'truecolor' in str(app.query_one('#preview').render())"
-                                        " and app.query_one('DataTable').row_count == 2")
+        svg = screenshot(snapshot_user, "'truecolor' in str(app.preview.render())"
+                                        " and app.table.row_count == 2")
         check("dashboard-sessions", svg)
 
     def test_kill_confirmation(self, snapshot_user: User) -> None:
         start(snapshot_user, "doomed", "echo about to be killed; exec sleep 1000")
-        svg = screenshot(snapshot_user, "'killed' in str(app.query_one('#preview').render())",
+        svg = screenshot(snapshot_user, "'killed' in str(app.preview.render())",
                          "await pilot.press('k')")
         check("kill-confirmation", svg)
 
@@ -108,6 +108,6 @@ class TestDashboard:
 class TestTerminalView:
     def test_colourful_full_screen_program(self, snapshot_user: User) -> None:
         start(snapshot_user, "colours", COLOURS)
-        svg = screenshot(snapshot_user, "'truecolor' in str(app.query_one('#preview').render())",
+        svg = screenshot(snapshot_user, "'truecolor' in str(app.preview.render())",
                          "await pilot.press('enter'); await pilot.pause(1.0)")
         check("terminal-colours", svg)

@@ -268,19 +268,24 @@ class CoopApp(App[None]):
         self.filter_text = ""
         self.sort_key = "name"
         self.clock = clock or time.time
+        # Kept rather than queried: queries search the current screen, which is a modal or
+        # a terminal view whenever one is open, and events keep arriving meanwhile.
+        self.table: DataTable[str] = DataTable(id="sessions", cursor_type="row")
+        self.filter_field = Input(placeholder="filter sessions by name or workspace (Enter "
+                                              "keeps it)", id="filter")
+        self.empty = Static(EMPTY, id="empty")
+        self.preview = Static("", id="preview")
 
     def compose(self) -> ComposeResult:
         yield Header()
-        table: DataTable[str] = DataTable(id="sessions", cursor_type="row")
-        yield Input(placeholder="filter sessions by name or workspace (Enter keeps it, Esc "
-                                "clears)", id="filter")
-        yield table
-        yield Static(EMPTY, id="empty")
-        yield Static("", id="preview")
+        yield self.filter_field
+        yield self.table
+        yield self.empty
+        yield self.preview
         yield Footer()
 
     async def on_mount(self) -> None:
-        table = self.query_one(DataTable)
+        table = self.table
         table.add_columns("", "SESSION", "WORKSPACE", "STATE", "PTYS", "CLIENTS", "AGE",
                           "ACTIVE")
         table.focus()
@@ -304,7 +309,7 @@ class CoopApp(App[None]):
     async def refresh_sessions(self) -> None:
         reply = await self.request({"cmd": "ls"})
         self.sessions = {s["name"]: s for s in reply["sessions"]}
-        table = self.query_one(DataTable)
+        table = self.table
         selected = self.selected()
         table.clear()
         now = self.clock()
@@ -323,8 +328,8 @@ class CoopApp(App[None]):
                           _age(now - info.get("created", now)),
                           _ago(now, max((p.get("last_output", 0) for p in ptys), default=0)),
                           key=name)
-        self.query_one("#empty").display = not self.sessions
-        self.query_one("#preview").display = bool(self.sessions)
+        self.empty.display = not self.sessions
+        self.preview.display = bool(self.sessions)
         if selected in self.shown:
             table.move_cursor(row=self.shown.index(selected))
         await self.refresh_preview()
@@ -347,13 +352,13 @@ class CoopApp(App[None]):
         return sorted(names, key=keys[self.sort_key])
 
     def selected(self) -> str | None:
-        table = self.query_one(DataTable)
+        table = self.table
         if not self.shown or table.row_count == 0:
             return None
         return self.shown[min(table.cursor_row, table.row_count - 1)]
 
     def action_filter(self) -> None:
-        field = self.query_one("#filter", Input)
+        field = self.filter_field
         field.add_class("shown")
         field.focus()
 
@@ -364,7 +369,7 @@ class CoopApp(App[None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
-            self.query_one(DataTable).focus()
+            self.table.focus()
 
     async def action_sort(self) -> None:
         order = ["name", "activity", "waiting"]
@@ -374,7 +379,7 @@ class CoopApp(App[None]):
 
     async def refresh_preview(self) -> None:
         name = self.selected()
-        preview = self.query_one("#preview", Static)
+        preview = self.preview
         if name is None:
             return
         try:
