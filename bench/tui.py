@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PAINT = """
 import time, asyncio
 from coop.tui.app import CoopApp
-from textual.widgets import DataTable
 async def main():
     app = CoopApp()
     async with app.run_test(size=(120, 40)) as pilot:
