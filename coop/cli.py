@@ -182,6 +182,17 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     add("tui", "the dashboard: every session, live previews, terminals",
         "coop tui")
 
+    serve = add("serve", "the web server, in the daemon (the browser page itself is not "
+                "built into this version yet; the API is)",
+                "coop serve\ncoop serve --host 0.0.0.0 --port 8888\ncoop serve --stop")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                       "(default 127.0.0.1; 0.0.0.0 for the LAN)")
+    serve.add_argument("--port", type=int, default=8888)
+    serve.add_argument("--token", help="use this token instead of a random one")
+    serve.add_argument("--read-only", action="store_true",
+                       help="also print a viewer-only link")
+    serve.add_argument("--stop", action="store_true", help="stop the web server")
+
     build = add("build", "build the workspace's base: pull its image, run packages and setup",
                 "coop build\ncoop build --pull\ncoop build -w ~/src/app")
     build.add_argument("-w", "--workspace", dest="build_workspace", type=Path, metavar="DIR")
@@ -238,7 +249,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser,
 
 
 SESSION_COMMANDS = ("attach", "shell", "ls", "logs", "restart", "kill", "status", "daemon",
-                    "build", "image", "volume", "system", "tui")
+                    "build", "image", "volume", "system", "tui", "serve")
 
 
 def _dispatch_session(args: argparse.Namespace) -> int:
@@ -259,6 +270,8 @@ def _dispatch_session(args: argparse.Namespace) -> int:
         return session.kill(args.sessions, args.all, args.force)
     if args.command == "status":
         return session.status(args.json)
+    if args.command == "serve":
+        return session.serve(args.host, args.port, args.token, args.read_only, args.stop)
     if args.command == "tui":
         from coop.tui.app import run_tui
 

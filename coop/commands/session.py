@@ -248,3 +248,16 @@ def daemon(action: str, follow: bool = False) -> int:
             else:
                 time.sleep(0.2)
     return 0
+
+
+def serve(host: str, port: int, token: str | None, read_only: bool, stop: bool) -> int:
+    reply = call(coop_paths(), {"cmd": "serve", "host": host, "port": port, "token": token,
+                                "read_only": read_only, "stop": stop})
+    if stop:
+        print("the web server stopped")
+        return 0
+    print(f"coop web: {reply['url']}")
+    if reply.get("read_only_url"):
+        print(f"viewer-only: {reply['read_only_url']}")
+    print("Anyone with the link can type into your sessions; keep it private.")
+    return 0

@@ -58,6 +58,18 @@ class SessionLink:
         finally:
             self.pending.pop(ident, None)
 
+    async def open_stream(self, request: dict[str, Any]
+                          ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to the supervisor as if a client had made `request` (web clients:
+        the daemon hands one end of a socketpair over and keeps the other)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            frame = encode({"cmd": "handoff", "id": next(self.ids), "request": request})
+            self.conn.send_with_fds(frame, [theirs.fileno()])
+        finally:
+            theirs.close()
+        return await asyncio.open_unix_connection(sock=ours)
+
     def handoff(self, client: Conn, request: dict[str, Any]) -> None:
         frame = encode({"cmd": "handoff", "id": next(self.ids), "request": request})
         self.conn.send_with_fds(frame, [client.fd])
@@ -94,6 +106,9 @@ class Daemon:
         self.clients: set[Conn] = set()
         self.subscribers: set[Conn] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.web: Any = None
+        """The running `coop serve` web server, if any."""
+        self.web_subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self.started = time.time()
         self.idle_since = time.monotonic()
         self.stopping: asyncio.Event | None = None
@@ -183,7 +198,7 @@ class Daemon:
         while not self.stopping.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), 1.0)
-            if self.sessions or self.clients:
+            if self.sessions or self.clients or self.web is not None:
                 self.idle_since = time.monotonic()
             elif self.idle_timeout and time.monotonic() - self.idle_since > self.idle_timeout:
                 log.info("idle for %.0f s with no sessions: exiting", self.idle_timeout)
@@ -191,6 +206,8 @@ class Daemon:
 
     async def shutdown(self) -> None:
         """Tell clients, close everything; sessions keep running in their supervisors."""
+        if self.web is not None:
+            await self.web.stop()
         for conn in list(self.subscribers):
             conn.reply({"event": "detached", "reason": "the daemon stopped"})
         for conn in list(self.clients):
@@ -273,6 +290,9 @@ class Daemon:
     def publish(self, event: dict[str, Any]) -> None:
         for conn in self.subscribers:
             conn.reply(event)
+        for queue in self.web_subscribers:
+            if not queue.full():
+                queue.put_nowait(event)
 
     def forget(self, link: SessionLink) -> None:
         if self.sessions.get(link.name) is link:
@@ -434,9 +454,31 @@ class Daemon:
         return {"ok": True}
 
     async def cmd_serve(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
-        return error("INVALID_COMMAND", "the web UI is not part of this version yet")
+        """Start (or with `stop`, stop) the web server in this process."""
+        if message.get("stop"):
+            if self.web is not None:
+                await self.web.stop()
+                self.web = None
+            return {"ok": True, "running": False}
+        if self.web is not None:
+            return {"ok": True, "running": True, **self.web.urls()}
+        from coop.web.server import WebServer
 
-    cmd_tunnel = cmd_serve
+        web = WebServer(self, str(message.get("host") or "127.0.0.1"),
+                        int(message.get("port") or 8888), message.get("token"),
+                        bool(message.get("read_only")))
+        try:
+            await web.start()
+        except OSError as exc:
+            return error("INVALID_COMMAND", f"cannot listen on {web.host}:{web.port}: "
+                                            f"{exc.strerror or exc}")
+        self.web = web
+        log.info("web server listening on %s:%d", web.host, web.port)
+        return {"ok": True, "running": True, **web.urls()}
+
+    async def cmd_tunnel(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+        return error("INVALID_COMMAND", "remote access (coop tunnel) is not part of this "
+                                        "version yet")
 
 
 def main() -> None:

@@ -385,6 +385,9 @@ class Supervisor:
             return {"ok": True}
         if cmd == "restart":
             return self.restart_agent()
+        if cmd == "new_shell":
+            pty = self._shell_pty({"new": True, "size": message.get("size")})
+            return pty if isinstance(pty, dict) else {"ok": True, "pty": pty.ident}
         if cmd == "resize":
             pty = self._pty(message)
             if isinstance(pty, dict):

@@ -1,0 +1,1 @@
+"""`coop serve`: the web UI's server, inside the daemon (SPEC §10)."""
