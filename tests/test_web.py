@@ -97,6 +97,8 @@ def test_foreign_host_and_origin_are_refused(served: tuple[User, str]) -> None:
 
 def test_terminal_websocket_echo_and_the_input_filter(served: tuple[User, str]) -> None:
     user, base = served
+    (user.workspace / "Coopfile").write_text("input_filter: {block: ['\\x18\\x18']}\n")
+    user.chown(user.workspace)
     assert user.coop("-d", "-n", "web", "--", "sh").returncode == 0
 
     controls: list[dict[str, Any]] = []
@@ -124,6 +126,8 @@ def test_terminal_websocket_echo_and_the_input_filter(served: tuple[User, str]) 
             await ws.send_bytes(b"\x04")  # Ctrl+D from a phone: must not end the agent
             for chunk in (b"ex", b"i", b"t", b"\r"):
                 await ws.send_bytes(chunk)
+            await ws.send_bytes(b"\x18")  # the Coopfile's own sequence, split in two
+            await ws.send_bytes(b"\x18")
             await asyncio.sleep(0.5)
             await ws.send_bytes(b"echo still-$((3*3))\r")
             seen["after"] = (await read_until(b"still-9\r\n")).decode(errors="replace")
@@ -132,7 +136,7 @@ def test_terminal_websocket_echo_and_the_input_filter(served: tuple[User, str]) 
     seen = run(session())
     assert "web-42" in seen["echo"] and "still-9" in seen["after"]
     blocked = [c for c in controls if c.get("type") == "blocked"]
-    assert [b["what"] for b in blocked] == [["Ctrl+D"], ["exit⏎"]]
+    assert [b["what"] for b in blocked] == [["Ctrl+D"], ["exit⏎"], ["'\\x18\\x18'"]]
     assert all(b["message"] == WARNING for b in blocked)
     [info] = json.loads(user.coop("ls", "--json").stdout)
     assert info["ptys"][0]["alive"]  # the agent never saw them

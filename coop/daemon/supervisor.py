@@ -95,6 +95,7 @@ class Supervisor:
         self._waiter: asyncio.Task[None] | None = None
         self._restart_requested = False
         self.network_mode = "proxy"
+        self.input_filter: dict[str, Any] = {}
         self.network_allow: list[str] = []
         self.ports: list[str] = []
         self.denials: deque[Denial] = deque(maxlen=1000)
@@ -112,6 +113,9 @@ class Supervisor:
         self.restart_policy = config.agent_restart
         self.restart_delay = config.agent_restart_delay_ms / 1000
         self.network_mode = config.network_mode
+        self.input_filter = {"ctrl_c": config.ctrl_c,
+                             "ctrl_c_debounce_ms": config.ctrl_c_debounce_ms,
+                             "block": list(config.block)}
         self.network_allow = list(config.network_allow)
         self.ports = list(config.ports)
         runtime = ensure_private_dir(session_runtime(self.paths, self.name))
@@ -555,6 +559,7 @@ class Supervisor:
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "workspace": self.workspace, "created": self.created,
                 "state": self.state, "supervisor_pid": os.getpid(),
+                "input_filter": self.input_filter,
                 "ptys": [pty.info() for pty in sorted(self.ptys.values(),
                                                       key=lambda p: p.ident)
                          if pty.started_at]}

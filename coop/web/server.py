@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from coop.ipc.framing import CONTROL, FrameParser, encode_control, encode_data
-from coop.pty.filter import WARNING, InputFilter
+from coop.pty.filter import WARNING, InputFilter, parse_sequence
 from coop.web.auth import COOKIE, Auth
 
 if TYPE_CHECKING:
@@ -30,6 +30,14 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>coop</title>
 <body><h1>coop</h1><p>The browser UI is not built into this version yet; the API is
 <code>/api/sessions</code>, <code>/api/events</code> and <code>/ws?session=&amp;pty=</code>.</p>
 </body></html>"""
+
+
+def _filter_for(info: dict[str, Any]) -> InputFilter:
+    """The session's own `input_filter` settings from its Coopfile."""
+    settings = info.get("input_filter") or {}
+    return InputFilter(ctrl_c=str(settings.get("ctrl_c", "debounce")),
+                       debounce_ms=int(settings.get("ctrl_c_debounce_ms", 500)),
+                       extra=[parse_sequence(s) for s in settings.get("block", [])])
 
 
 class WebServer:
@@ -172,7 +180,7 @@ class WebServer:
             {"cmd": "attach", "session": name, "pty": pty, "kind": "web"})
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1 << 20)
         await ws.prepare(request)
-        flt = InputFilter() if pty == 0 else None
+        flt = _filter_for(found.info) if pty == 0 else None
         pump = asyncio.get_running_loop().create_task(self._to_browser(reader, ws))
         try:
             async for message in ws:
