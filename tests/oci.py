@@ -208,22 +208,19 @@ class Front:
                 self._send(status, body, headers)
 
             def _send_slowly(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
+                """Half the body, a pause (a pull can be killed meanwhile), the rest."""
                 half = len(body) // 2
-                self.wfile.write(body[:half])
+                self._send(status, body[:half], headers, length=len(body))
                 self.wfile.flush()
                 time.sleep(front.delay)
                 self.wfile.write(body[half:])
 
-            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            def _send(self, status: int, body: bytes, headers: dict[str, str],
+                      length: int | None = None) -> None:
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(body) if length is None else length))
                 self.end_headers()
                 self.wfile.write(body)
 

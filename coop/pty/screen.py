@@ -120,20 +120,12 @@ def _colour_sgr(colour: str, foreground: bool) -> str:
     return "39" if foreground else "49"
 
 
+_ATTRIBUTES = (("bold", "1"), ("italics", "3"), ("underscore", "4"), ("blink", "5"),
+               ("reverse", "7"), ("strikethrough", "9"))
+
+
 def _sgr(char: Any) -> str:
-    parts = ["0"]
-    if char.bold:
-        parts.append("1")
-    if char.italics:
-        parts.append("3")
-    if char.underscore:
-        parts.append("4")
-    if char.blink:
-        parts.append("5")
-    if char.reverse:
-        parts.append("7")
-    if char.strikethrough:
-        parts.append("9")
+    parts = ["0"] + [code for name, code in _ATTRIBUTES if getattr(char, name)]
     if char.fg != "default":
         parts.append(_colour_sgr(char.fg, True))
     if char.bg != "default":
