@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.common import BENCH_UID, demote
@@ -243,13 +245,8 @@ class Bench:
         term = self._coop_echo_terminal()
         _row("coop attach", term.echo_times(KEYS))
         flood = self.new_session("sh", "-c", "sleep 1; exec yes 'flooding output'")
-        flood_term = Terminal(COOP + ["attach", flood])
-        flooder = subprocess.Popen([sys.executable, "-c", DISCARD, str(flood_term.fd)],
-                                   pass_fds=(flood_term.fd,))
-        time.sleep(1.5)
-        _row("coop attach, another session flooding", term.echo_times(KEYS))
-        flooder.kill()
-        flood_term.close()
+        with _watched(COOP + ["attach", flood]):
+            _row("coop attach, another session flooding", term.echo_times(KEYS))
         term.close()
         self.coop("kill", "--all", "-f")
         if self.tmux:
@@ -258,13 +255,8 @@ class Bench:
             self.tmux_cmd("new", "-d", "-s", "flood", "-x", "200", "-y", "50",
                           "yes 'flooding output'")
             assert self.tmux
-            tflood = Terminal([self.tmux, "-L", "coopbench", "attach", "-t", "flood"])
-            tflooder = subprocess.Popen([sys.executable, "-c", DISCARD, str(tflood.fd)],
-                                        pass_fds=(tflood.fd,))
-            time.sleep(1.5)
-            _row("tmux attach, another session flooding", tterm.echo_times(KEYS))
-            tflooder.kill()
-            tflood.close()
+            with _watched([self.tmux, "-L", "coopbench", "attach", "-t", "flood"]):
+                _row("tmux attach, another session flooding", tterm.echo_times(KEYS))
             tterm.close()
             subprocess.run([self.tmux, "-L", "coopbench", "kill-server"], capture_output=True)
 
@@ -316,28 +308,23 @@ class Bench:
         print("redraw storm (200x50, 30 fps, colours) in one session, 10 s:")
         (self.project / "storm.py").write_text(STORM)
         storm = self.new_session("python3", "/workspace/storm.py")
-        watcher = Terminal(COOP + ["attach", storm], rows=50, cols=200)
-        flooder = subprocess.Popen([sys.executable, "-c", DISCARD, str(watcher.fd)],
-                                   pass_fds=(watcher.fd,))
-        term = self._coop_echo_terminal()
-        info = json.loads(self.coop("ls", "--json"))
-        supervisor = next(s["supervisor_pid"] for s in info if s["name"] == storm)
-        daemon = int((Path(os.environ["COOP_HOME"]) / "run" / "daemon.pid").read_text())
-        time.sleep(1)
-        before = (_cpu_seconds([daemon]), _cpu_seconds([supervisor]))
-        start = time.perf_counter()
-        echo = term.echo_times(KEYS)
-        while time.perf_counter() - start < 10:
-            time.sleep(0.1)
-        wall = time.perf_counter() - start
-        after = (_cpu_seconds([daemon]), _cpu_seconds([supervisor]))
+        with _watched(COOP + ["attach", storm]):
+            term = self._coop_echo_terminal()
+            info = json.loads(self.coop("ls", "--json"))
+            supervisor = next(s["supervisor_pid"] for s in info if s["name"] == storm)
+            daemon = int((Path(os.environ["COOP_HOME"]) / "run" / "daemon.pid").read_text())
+            before = (_cpu_seconds([daemon]), _cpu_seconds([supervisor]))
+            start = time.perf_counter()
+            echo = term.echo_times(KEYS)
+            while time.perf_counter() - start < 10:
+                time.sleep(0.1)
+            wall = time.perf_counter() - start
+            after = (_cpu_seconds([daemon]), _cpu_seconds([supervisor]))
+            term.close()
         print(f"  {'daemon CPU':44s} {100 * (after[0] - before[0]) / wall:7.1f} % of a core")
         print(f"  {'storm session supervisor CPU':44s} {100 * (after[1] - before[1]) / wall:7.1f}"
               " % of a core")
         _row("echo in another session during the storm", echo)
-        flooder.kill()
-        watcher.close()
-        term.close()
         self.coop("kill", "--all", "-f")
 
     def memory(self) -> None:
@@ -357,6 +344,21 @@ class Bench:
             total += sum(_pss_kb(p) for p in _descendants(session["supervisor_pid"])
                          if Path(f"/proc/{p}/comm").read_text().strip() != "sleep")
         print(f"  {'20 sessions + daemon + zygote':44s} {total / 1024:7.1f} MB")
+
+
+@contextmanager
+def _watched(argv: list[str], rows: int = 50, cols: int = 200) -> Iterator[Terminal]:
+    """A client on its own terminal whose output a separate process reads and discards
+    as fast as it can (a flooded session's watcher), for the duration."""
+    term = Terminal(argv, rows=rows, cols=cols)
+    reader = subprocess.Popen([sys.executable, "-c", DISCARD, str(term.fd)],
+                              pass_fds=(term.fd,))
+    time.sleep(1.5)
+    try:
+        yield term
+    finally:
+        reader.kill()
+        term.close()
 
 
 DISCARD = """

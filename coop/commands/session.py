@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coop.commands.attach import detach_byte, report, stream
 from coop.commands.table import print_table
 from coop.config.coopfile import CoopConfig, load_config
 from coop.config.expand import expand_env
@@ -32,9 +31,10 @@ def create_request(config: CoopConfig, coopfile: Path | None, name: str | None,
                    argv: list[str], size: list[int]) -> dict[str, Any]:
     """The `create` request for a workspace: its base is pulled and built first (with
     progress), and the Coopfile's `env` is expanded here, from the user's environment."""
-    from coop.sandbox.bases import resolve_config_base
+    if config.image != "host" or config.packages or config.setup:
+        from coop.sandbox.bases import resolve_config_base
 
-    resolve_config_base(config, coop_paths())
+        resolve_config_base(config, coop_paths())  # the host needs no pull and no build
     env, warnings = expand_env(config.env, os.environ)
     for warning in warnings:
         print(f"coop: warning: {warning}", file=sys.stderr)
@@ -52,7 +52,8 @@ def start_or_attach(workspace: Path | None, coopfile: Path | None, name: str | N
     paths = coop_paths()
     config = load_config(paths, workspace, coopfile)
     with connect(paths) as sock:
-        sessions = request(sock, {"cmd": "ls"})["sessions"]
+        # Names and workspaces are all it needs: no round trip to every supervisor.
+        sessions = request(sock, {"cmd": "ls", "fresh": False})["sessions"]
         existing = [s for s in sessions if (s["name"] == name if name
                                             else s.get("workspace") == str(config.workspace))]
         if existing:
@@ -72,6 +73,8 @@ def start_or_attach(workspace: Path | None, coopfile: Path | None, name: str | N
 
 def attach(session: str | None, pty: int, detach_keys: str = "ctrl-]",
            kind: str = "local", cmd: str = "attach", extra: dict[str, Any] | None = None) -> int:
+    from coop.commands.attach import detach_byte, report, stream  # not needed by `coop -d`
+
     paths = coop_paths()
     sock = connect(paths)
     message: dict[str, Any] = {"cmd": cmd, "session": session, "pty": pty, "kind": kind,

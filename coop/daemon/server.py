@@ -323,7 +323,11 @@ class Daemon:
                 "clients": len(self.clients), "idle_timeout": self.idle_timeout}
 
     async def cmd_ls(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+        """Every session; `"fresh": false` answers from what the daemon already knows
+        (names and workspaces) instead of asking each supervisor."""
         links = list(self.sessions.values())
+        if message.get("fresh") is False:
+            return {"ok": True, "sessions": [link.info for link in links]}
         replies = await asyncio.gather(*(link.request({"cmd": "info"}, 2.0) for link in links))
         sessions = []
         for link, reply in zip(links, replies, strict=True):

@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -94,6 +93,8 @@ def connect(paths: CoopPaths, autostart: bool = True) -> socket.socket:
 
 
 def _start_daemon(paths: CoopPaths) -> None:
+    import subprocess  # only here: it costs a few ms that every other call saves
+
     ensure_private_dir(paths.state_dir)
     log = os.open(paths.daemon_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     try:
