@@ -153,7 +153,10 @@ class Daemon:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
 
-    async def _connect(self, name: str) -> SessionLink | None:
+    async def _connect(self, name: str,
+                       info: dict[str, Any] | None = None) -> SessionLink | None:
+        """A channel to a supervisor; with `info` known (a session just created), its
+        details are not fetched here."""
         path = session_socket(self.paths, name)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -188,10 +191,16 @@ class Daemon:
         conn.on_frame = link.on_frame
         conn.on_close = link.on_close
         self.sessions[name] = link
+        if info is None:
+            await self._refresh_info(link)
+        else:
+            link.info = info
+        return link
+
+    async def _refresh_info(self, link: SessionLink) -> None:
         reply = await link.request({"cmd": "info"})
         if reply.get("ok"):
             link.info = reply["session"]
-        return link
 
     async def main_loop(self) -> None:
         assert self.stopping is not None
@@ -356,14 +365,22 @@ class Daemon:
         if not status.get("ok"):
             return status
         self.publish({"event": "session_created", "session": name, "time": time.time()})
-        link = await self._connect(name)
+        link = await self._connect(name, {"name": name, "workspace": workspace})
         if link is None:
             return error("SANDBOX_UNAVAILABLE", f"session {name} started but does not answer")
-        for pty in link.info.get("ptys", []):  # started before we were connected
-            self.publish({"event": "pty_added", "session": name, "pty": pty["id"],
-                          "kind": pty["kind"], "time": time.time()})
+        task = asyncio.get_running_loop().create_task(self._announce(link))
+        self.tasks.add(task)
+        task.add_done_callback(self._request_done)
         log.info("session %s created", name)
-        return {"ok": True, "session": name}
+        return {"ok": True, "session": name}  # the agent runs: no need to wait for its info
+
+    async def _announce(self, link: SessionLink) -> None:
+        """Fetch a new session's details and announce the PTYs that started before we
+        were connected to it."""
+        await self._refresh_info(link)
+        for pty in link.info.get("ptys", []):
+            self.publish({"event": "pty_added", "session": link.name, "pty": pty["id"],
+                          "kind": pty["kind"], "time": time.time()})
 
     async def _read_status(self, fd: int) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
