@@ -182,15 +182,22 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     add("tui", "the dashboard: every session, live previews, terminals",
         "coop tui")
 
-    serve = add("serve", "the web server, in the daemon (the browser page itself is not "
-                "built into this version yet; the API is)",
-                "coop serve\ncoop serve --host 0.0.0.0 --port 8888\ncoop serve --stop")
+    serve = add("serve", "the web UI for browsers and phones, served by the daemon",
+                "coop serve                      # this machine only, 127.0.0.1:8888\n"
+                "coop serve --host 0.0.0.0 --tls # your phone on the LAN: scan the QR code\n"
+                "coop serve --read-only          # plus a link that can watch, not type\n"
+                "coop serve --stop")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on "
                        "(default 127.0.0.1; 0.0.0.0 for the LAN)")
     serve.add_argument("--port", type=int, default=8888)
     serve.add_argument("--token", help="use this token instead of a random one")
     serve.add_argument("--read-only", action="store_true",
                        help="also print a viewer-only link")
+    serve.add_argument("--tls", action="store_true",
+                       help="HTTPS with a self-signed certificate (its fingerprint is printed)")
+    serve.add_argument("--qr", action=argparse.BooleanOptionalAction, default=None,
+                       help="print the QR code (default: when stdout is a terminal)")
+    serve.add_argument("--json", action="store_true", help="print the URLs as JSON")
     serve.add_argument("--stop", action="store_true", help="stop the web server")
 
     build = add("build", "build the workspace's base: pull its image, run packages and setup",
@@ -271,7 +278,10 @@ def _dispatch_session(args: argparse.Namespace) -> int:
     if args.command == "status":
         return session.status(args.json)
     if args.command == "serve":
-        return session.serve(args.host, args.port, args.token, args.read_only, args.stop)
+        from coop.commands.serve import serve
+
+        return serve(args.host, args.port, args.token, args.read_only, args.tls, args.stop,
+                     args.qr, args.json)
     if args.command == "tui":
         from coop.tui.app import run_tui
 

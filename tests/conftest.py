@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import THROWAWAY_UID, User, make_user
+from tests.helpers import THROWAWAY_UID, TOKEN, User, free_port, make_user
 
 IS_ROOT = os.getuid() == 0
 
@@ -79,3 +79,13 @@ def session_user(user: User) -> Iterator[User]:
     user.coop("daemon", "stop", timeout=30)
     if IS_ROOT:
         subprocess.run(["pkill", "-9", "-u", str(user.uid)], check=False)
+
+
+@pytest.fixture
+def served(session_user: User) -> Iterator[tuple[User, str]]:
+    """`coop serve` on a free loopback port, with the tests' token and a viewer link."""
+    port = free_port()
+    result = session_user.coop("serve", "--port", str(port), "--token", TOKEN, "--read-only")
+    assert result.returncode == 0, result.stderr
+    assert f"http://127.0.0.1:{port}/?token={TOKEN}" in result.stdout.decode()
+    yield session_user, f"http://127.0.0.1:{port}"

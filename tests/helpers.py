@@ -12,6 +12,7 @@ import pty
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,15 @@ from pathlib import Path
 # touch each other's processes.
 THROWAWAY_UID = 40000 + os.getpid() % 20000
 COOP = [sys.executable, "-m", "coop"]
+TOKEN = "t0k3n-for-the-tests-0123456789abcdef"
+"""The web tests' `coop serve --token`."""
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for `coop serve`, registries, dev servers)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @dataclass

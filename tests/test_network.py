@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from coop.net.policy import AllowList, parse_ip
-from tests.helpers import User
+from tests.helpers import User, free_port
 
 PROXY = "http://127.0.0.1:3128"
 
@@ -194,14 +194,8 @@ def test_idle_clients_do_not_exhaust_the_proxy(user: User,
     assert float(text.split()[-1]) <= 11  # at worst, one head timeout
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_ports_forward_into_the_sandbox_and_denials_are_logged(session_user: User) -> None:
-    host_port = _free_port()
+    host_port = free_port()
     coopfile(session_user, f"ports: ['{host_port}:8000']\n")
     (session_user.workspace / "index.html").write_text("served from the sandbox\n")
     session_user.chown(session_user.workspace)

@@ -5,34 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import aiohttp
-import pytest
 
 from coop.pty.filter import WARNING
-from tests.helpers import User
-
-TOKEN = "t0k3n-for-the-tests-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def served(session_user: User) -> Iterator[tuple[User, str]]:
-    port = free_port()
-    result = session_user.coop("serve", "--port", str(port), "--token", TOKEN, "--read-only")
-    assert result.returncode == 0, result.stderr
-    assert f"http://127.0.0.1:{port}/?token={TOKEN}" in result.stdout.decode()
-    yield session_user, f"http://127.0.0.1:{port}"
-
+from tests.helpers import TOKEN, User
 
 T = TypeVar("T")
 

@@ -111,12 +111,18 @@ def _clients(ptys: list[dict[str, Any]]) -> str:
 
 
 def ls(as_json: bool) -> int:
-    sessions = call(coop_paths(), {"cmd": "ls"})["sessions"]
+    from coop.commands.serve import summary_line
+
+    reply = call(coop_paths(), {"cmd": "ls"})
+    sessions = reply["sessions"]
     if as_json:
         print(json.dumps(sessions, indent=2))
         return 0
+    web = summary_line(reply.get("web"))
     if not sessions:
         print("No sessions. Start one with `coop` in a project (or `coop -d`).")
+        if web:
+            print(web)
         return 0
     now = time.time()
     rows = [("SESSION", "WORKSPACE", "STATE", "PTYS", "CLIENTS", "AGE")]
@@ -132,6 +138,8 @@ def ls(as_json: bool) -> int:
         rows.append((s["name"], workspace, state, str(alive), _clients(ptys),
                      _age(now - s.get("created", now))))
     print_table(rows)
+    if web:
+        print(web)
     return 0
 
 
@@ -204,6 +212,9 @@ def status(as_json: bool) -> int:
     if daemon.get("ok"):
         print(f"daemon: running (pid {daemon['pid']}, up {_age(daemon['uptime'])}, "
               f"{daemon['sessions']} session(s), {daemon['clients']} client(s))")
+        from coop.commands.serve import summary_line
+
+        print(summary_line(daemon.get("web")) or "web: not serving (`coop serve` starts it)")
     else:
         print("daemon: not running (any coop command starts it)")
     if "config_error" in info:
@@ -251,14 +262,6 @@ def daemon(action: str, follow: bool = False) -> int:
             else:
                 time.sleep(0.2)
     return 0
-
-
-def serve(host: str, port: int, token: str | None, read_only: bool, stop: bool) -> int:
-    reply = call(coop_paths(), {"cmd": "serve", "host": host, "port": port, "token": token,
-                                "read_only": read_only, "stop": stop})
-    if stop:
-        print("the web server stopped")
-        return 0
     print(f"coop web: {reply['url']}")
     if reply.get("read_only_url"):
         print(f"viewer-only: {reply['read_only_url']}")

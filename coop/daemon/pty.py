@@ -158,6 +158,11 @@ class Pty:
         self.rows, self.cols = rows, cols
         self.screen.resize(cols, rows)
         self._set_winsize()
+        self.broadcast(self.size_control())
+
+    def size_control(self) -> dict[str, Any]:
+        """Clients that follow rather than set the size (a phone) draw at this one."""
+        return {"type": "size", "rows": self.rows, "cols": self.cols}
 
     def _set_winsize(self) -> None:
         if self.master is not None:
@@ -171,7 +176,8 @@ class Pty:
             conn.send(frame)
 
     def join(self, conn: Conn) -> None:
-        """A new client: first the exact current screen, then the live stream."""
+        """A new client: the size, the exact current screen, then the live stream."""
+        conn.send(encode_control(self.size_control()))
         conn.send(encode_data(self.screen.snapshot()))
         self.clients.add(conn)
 

@@ -329,21 +329,23 @@ class Daemon:
     async def cmd_status(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "pid": os.getpid(), "version": __version__,
                 "uptime": time.time() - self.started, "sessions": len(self.sessions),
-                "clients": len(self.clients), "idle_timeout": self.idle_timeout}
+                "clients": len(self.clients), "idle_timeout": self.idle_timeout,
+                "web": self.web.summary() if self.web is not None else None}
 
     async def cmd_ls(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
         """Every session; `"fresh": false` answers from what the daemon already knows
         (names and workspaces) instead of asking each supervisor."""
         links = list(self.sessions.values())
+        web = self.web.summary() if self.web is not None else None
         if message.get("fresh") is False:
-            return {"ok": True, "sessions": [link.info for link in links]}
+            return {"ok": True, "sessions": [link.info for link in links], "web": web}
         replies = await asyncio.gather(*(link.request({"cmd": "info"}, 2.0) for link in links))
         sessions = []
         for link, reply in zip(links, replies, strict=True):
             if reply.get("ok"):
                 link.info = reply["session"]
             sessions.append(link.info)
-        return {"ok": True, "sessions": sessions}
+        return {"ok": True, "sessions": sessions, "web": web}
 
     async def cmd_create(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
         workspace = os.path.realpath(str(message["workspace"]))
@@ -482,12 +484,12 @@ class Daemon:
                 self.web = None
             return {"ok": True, "running": False}
         if self.web is not None:
-            return {"ok": True, "running": True, **self.web.urls()}
+            return {"ok": True, "running": True, "already": True, **self.web.urls()}
         from coop.web.server import WebServer
 
         web = WebServer(self, str(message.get("host") or "127.0.0.1"),
                         int(message.get("port") or 8888), message.get("token"),
-                        bool(message.get("read_only")))
+                        bool(message.get("read_only")), bool(message.get("tls")))
         try:
             await web.start()
         except OSError as exc:

@@ -10,51 +10,55 @@ JSON control (`resize`, `detach`; from the server `blocked`, `pty_exited`, …).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
+import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from coop.ipc.framing import CONTROL, FrameParser, encode_control, encode_data
-from coop.pty.filter import WARNING, InputFilter, parse_sequence
+from coop.web.addresses import lan_addresses
 from coop.web.auth import COOKIE, Auth
+from coop.web.terminal import TerminalRelay, filter_for
+from coop.web.tls import Certificate, certificate
 
 if TYPE_CHECKING:
     from coop.daemon.server import Daemon
 
 ACCESS = "coop_access"
-PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>coop</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body><h1>coop</h1><p>The browser UI is not built into this version yet; the API is
-<code>/api/sessions</code>, <code>/api/events</code> and <code>/ws?session=&amp;pty=</code>.</p>
+STATIC = Path(__file__).parent / "static"
+MISSING_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>coop</title></head>
+<body><h1>coop</h1><p>This copy of coop was installed without its browser page. Build it
+with <code>cd web &amp;&amp; npm ci &amp;&amp; npm run build</code> in coop's source tree, or
+install a released wheel. The API (<code>/api/sessions</code>, <code>/ws</code>) works.</p>
 </body></html>"""
-
-
-def _filter_for(info: dict[str, Any]) -> InputFilter:
-    """The session's own `input_filter` settings from its Coopfile."""
-    settings = info.get("input_filter") or {}
-    return InputFilter(ctrl_c=str(settings.get("ctrl_c", "debounce")),
-                       debounce_ms=int(settings.get("ctrl_c_debounce_ms", 500)),
-                       extra=[parse_sequence(s) for s in settings.get("block", [])])
+TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
+         ".webmanifest": "application/manifest+json", ".txt": "text/plain"}
 
 
 class WebServer:
     def __init__(self, daemon: Daemon, host: str, port: int, token: str | None = None,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, tls: bool = False) -> None:
         self.daemon = daemon
         self.host = host
         self.port = port
         self.auth = Auth(token or secrets.token_urlsafe(24),
                          secrets.token_urlsafe(24) if read_only else None)
         self.runner: web.AppRunner | None = None
-        self.clients: dict[str, int] = {}
+        self.tls: Certificate | None = None
+        if tls:
+            self.tls = certificate(daemon.paths.state_dir / "web-tls", self.auth.names)
+        self.terminals = 0
+        self.watchers = 0
 
     async def start(self) -> None:
         app = web.Application(middlewares=[self.guard], client_max_size=64 * 1024)
         app.add_routes([
             web.get("/", self.index),
+            web.get("/manifest.webmanifest", self.asset),
+            web.get("/icon.svg", self.asset),
+            web.get("/static/{name}", self.asset),
             web.get("/api/sessions", self.list_sessions),
             web.post("/api/sessions", self.create_session),
             web.delete("/api/sessions/{name}", self.kill_session),
@@ -64,19 +68,47 @@ class WebServer:
         ])
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        await web.TCPSite(self.runner, self.host, self.port).start()
+        context = None
+        if self.tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.tls.cert, self.tls.key)
+        await web.TCPSite(self.runner, self.host, self.port, ssl_context=context).start()
 
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
 
     def urls(self) -> dict[str, Any]:
-        shown = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        out: dict[str, Any] = {"url": f"http://{shown}:{self.port}/?token={self.auth.token}"}
+        """The local URL, the LAN URLs (for `--host 0.0.0.0`), their viewer-only twins,
+        and with `--tls` the certificate's fingerprint (in the fragment, never sent)."""
+        scheme = "https" if self.tls else "http"
+        fragment = f"#sha256={self.tls.fingerprint}" if self.tls else ""
+        local = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        hosts = [local]
+        if self.host in ("0.0.0.0", "::"):
+            hosts += [a for a in lan_addresses() if a != local]
+
+        def link(host: str, token: str) -> str:
+            shown = f"[{host}]" if ":" in host else host
+            return f"{scheme}://{shown}:{self.port}/?token={token}{fragment}"
+
+        out: dict[str, Any] = {"url": link(local, self.auth.token),
+                               "network_urls": [link(h, self.auth.token) for h in hosts[1:]],
+                               "host": self.host, "port": self.port,
+                               "clients": {"terminals": self.terminals,
+                                           "watchers": self.watchers}}
+        if self.tls:
+            out["fingerprint"] = self.tls.fingerprint
         if self.auth.read_only_token:
-            out["read_only_url"] = (f"http://{shown}:{self.port}/?token="
-                                    f"{self.auth.read_only_token}")
+            out["read_only_url"] = link(hosts[-1], self.auth.read_only_token)
         return out
+
+    def summary(self) -> dict[str, Any]:
+        """For `coop ls` and `coop status`: where it listens and who is connected (no
+        token: those go to `coop serve` only)."""
+        scheme = "https" if self.tls else "http"
+        return {"address": f"{scheme}://{self.host}:{self.port}", "terminals": self.terminals,
+                "watchers": self.watchers, "read_only_link": bool(self.auth.read_only_token)}
 
     # -- the gate ---------------------------------------------------------------------
     @web.middleware
@@ -115,7 +147,22 @@ class WebServer:
 
     # -- REST -------------------------------------------------------------------------
     async def index(self, request: web.Request) -> web.Response:
-        return web.Response(text=PAGE, content_type="text/html")
+        page = STATIC / "index.html"
+        if not page.exists():
+            return web.Response(text=MISSING_PAGE, content_type="text/html")
+        text = page.read_text().replace('<meta name="coop-access" content="full">',
+                                        f'<meta name="coop-access" '
+                                        f'content="{request.get(ACCESS)}">')
+        return web.Response(text=text, content_type="text/html",
+                            headers={"Cache-Control": "no-store"})
+
+    async def asset(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info.get("name") or request.path.lstrip("/")
+        path = STATIC / name
+        if "/" in name or name.startswith(".") or not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={"Content-Type": TYPES.get(path.suffix,
+                                                                         "text/plain")})
 
     async def list_sessions(self, request: web.Request) -> web.Response:
         reply = await self.daemon.cmd_ls(None, {})  # type: ignore[arg-type]
@@ -160,69 +207,36 @@ class WebServer:
         await ws.prepare(request)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         self.daemon.web_subscribers.add(queue)
+        self.watchers += 1
         try:
             while not ws.closed:
                 event = await queue.get()
                 await ws.send_str(json.dumps(event))
         finally:
+            self.watchers -= 1
             self.daemon.web_subscribers.discard(queue)
         return ws
 
     # -- terminals --------------------------------------------------------------------
     async def terminal(self, request: web.Request) -> web.WebSocketResponse:
         name = request.query.get("session", "")
-        pty = int(request.query.get("pty", "0") or 0)
+        try:
+            pty = int(request.query.get("pty", "0") or 0)
+        except ValueError:
+            raise web.HTTPBadRequest(text="pty is a number") from None
         found = self.daemon.find(name)
         if isinstance(found, dict):
             raise web.HTTPNotFound()
-        read_only = request.get(ACCESS) != "full"
         reader, writer = await found.open_stream(
             {"cmd": "attach", "session": name, "pty": pty, "kind": "web"})
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1 << 20)
         await ws.prepare(request)
-        flt = _filter_for(found.info) if pty == 0 else None
-        pump = asyncio.get_running_loop().create_task(self._to_browser(reader, ws))
+        relay = TerminalRelay(ws, reader, writer, filter_for(found.info) if pty == 0 else None,
+                              read_only=request.get(ACCESS) != "full",
+                              flow=request.query.get("flow") == "1")
+        self.terminals += 1
         try:
-            async for message in ws:
-                if read_only:
-                    continue
-                if message.type == WSMsgType.BINARY:
-                    data = message.data
-                    if flt is not None:
-                        result = flt.feed(data)
-                        if result.blocked:
-                            await ws.send_str(json.dumps({"type": "blocked", "what":
-                                                          result.blocked,
-                                                          "message": WARNING}))
-                        data = result.forward
-                    if data:
-                        writer.write(encode_data(data))
-                elif message.type == WSMsgType.TEXT:
-                    control = json.loads(message.data)
-                    if control.get("type") == "confirm_ctrl_c" and flt is not None:
-                        writer.write(encode_data(flt.confirm_ctrl_c()))
-                    elif control.get("type") in ("resize", "detach"):
-                        writer.write(encode_control(control))
+            await relay.run()
         finally:
-            pump.cancel()
-            writer.close()
+            self.terminals -= 1
         return ws
-
-    @staticmethod
-    async def _to_browser(reader: asyncio.StreamReader, ws: web.WebSocketResponse) -> None:
-        length = int.from_bytes(await reader.readexactly(4), "big")
-        reply = json.loads(await reader.readexactly(length))  # the attach reply
-        if not reply.get("ok"):
-            await ws.send_str(json.dumps({"type": "error", **reply}))
-            await ws.close()
-            return
-        parser = FrameParser(stream=True)
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            while data := await reader.read(262144):
-                parser.feed(data)
-                for kind, body in parser.frames():
-                    if kind == CONTROL:
-                        await ws.send_str(body.decode())
-                    else:
-                        await ws.send_bytes(body)
-        await ws.close()

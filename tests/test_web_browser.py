@@ -1,0 +1,307 @@
+"""The browser page of `coop serve`, in a real headless Chromium (Debian's, driven by
+Playwright), against a real daemon run by the unprivileged test user: desktop 1280×800
+and a phone at 390×844 with touch. What is asserted is what the user sees on the page
+(xterm.js's own buffer, the session list, the banner) and what the agent receives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from coop.pty.filter import WARNING
+from tests.helpers import COOP, TOKEN, User, spawn_on_pty
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(os.environ.get("COOP_SCREENSHOTS") or
+                   Path(__file__).resolve().parent.parent / "build" / "screenshots")
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+# Shows each read from its terminal as a Python bytes literal: what exactly the page sent.
+# It asks for bracketed paste, as agents do.
+BYTES_AGENT = ("python3 -c \"import os,tty; tty.setraw(0); os.write(1, b'\\x1b[?2004hready\\r\\n')\n"
+               "while True: os.write(1, repr(os.read(0, 1024)).encode() + b'\\r\\n')\"")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is missing: `apt-get install chromium` (.ci/run does)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--disable-background-networking"])
+        yield chromium
+        chromium.close()
+
+
+def desktop(browser: Browser) -> BrowserContext:
+    return browser.new_context(viewport=DESKTOP, color_scheme="dark")  # type: ignore[arg-type]
+
+
+def phone(browser: Browser) -> BrowserContext:
+    return browser.new_context(viewport=PHONE, is_mobile=True,  # type: ignore[arg-type]
+                               has_touch=True, device_scale_factor=2, color_scheme="light")
+
+
+def open_page(context: BrowserContext, base: str, session: str = "", pty: int = 0) -> Page:
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{base}/?token={TOKEN}" + (f"#{session}/{pty}" if session else ""))
+    assert "token" not in page.url  # a cookie from now on, the address bar is clean
+    page.wait_for_function("() => window.coop && coop.ui.link && "
+                           "coop.ui.link.ws.readyState === 1", timeout=15000)
+    assert not errors, errors
+    return page
+
+
+def screen(page: Page) -> str:
+    return str(page.evaluate("coop.screen()"))
+
+
+def wait_screen(page: Page, text: str, timeout: float = 10) -> None:
+    page.wait_for_function("text => coop.screen().includes(text)", arg=text,
+                           timeout=timeout * 1000)
+
+
+def start(user: User, name: str, command: str) -> None:
+    result = user.coop("-d", "-n", name, "--", "sh", "-c", command)
+    assert result.returncode == 0, result.stderr
+
+
+def agent_alive(user: User, name: str) -> bool:
+    sessions = {s["name"]: s for s in json.loads(user.coop("ls", "--json").stdout)}
+    return bool(sessions[name]["ptys"][0]["alive"])
+
+
+def shoot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name))
+
+
+def test_desktop_lists_sessions_and_typing_reaches_the_pty(
+        browser: Browser, served: tuple[User, str]) -> None:
+    user, base = served
+    start(user, "alpha", "PS1='alpha$ ' exec sh")
+    start(user, "beta", "printf 'beta here\\n'; exec sleep 1000")
+    context = desktop(browser)
+    page = open_page(context, base, "alpha")
+    names = page.locator("#session-list li .s-name").all_inner_texts()
+    assert [n.split()[0] for n in names] == ["alpha", "beta"]
+    page.wait_for_function("() => document.querySelector('#session-list li')"
+                           ".innerText.includes('1 web')")
+    wait_screen(page, "alpha$")
+    page.keyboard.type("echo typed-$((6*7))")
+    page.keyboard.press("Enter")
+    wait_screen(page, "typed-42")
+    assert page.locator(".tab.current").inner_text().startswith("agent")
+    page.locator("#session-list li", has_text="beta").click()
+    wait_screen(page, "beta here")
+    page.locator("#session-list li", has_text="alpha").click()
+    wait_screen(page, "typed-42")  # repainted from the snapshot
+    shoot(page, "desktop.png")
+    context.close()
+
+    # A phone follows the agent's size until "fit" claims it for its own screen.
+    context = phone(browser)
+    page = open_page(context, base, "alpha")
+    wait_screen(page, "typed-42")
+    page.locator("#fit").tap()
+    page.locator("#compose-text").fill("stty size")
+    page.locator("#compose-send").tap()
+    rows, cols = page.evaluate("[coop.term.rows, coop.term.cols]")
+    assert cols < 60
+    wait_screen(page, f"{rows} {cols}")
+    shoot(page, "phone.png")
+    context.close()
+
+
+def test_phone_key_bar_and_compose_box(browser: Browser, served: tuple[User, str]) -> None:
+    user, base = served
+    start(user, "keys", BYTES_AGENT)
+    context = phone(browser)
+    page = open_page(context, base, "keys")
+    wait_screen(page, "ready")
+    assert page.locator("#keybar").is_visible() and page.locator("#compose").is_visible()
+    assert not page.locator("#sessions").is_visible() or \
+        page.locator("#sessions").bounding_box()["x"] < 0  # type: ignore[index]
+    page.locator("#terminal").tap()  # tap to focus
+
+    def key(label: str) -> None:
+        page.locator("#keybar button", has_text=label).first.tap()
+
+    key("Esc")
+    wait_screen(page, "b'\\x1b'")
+    key("Tab")
+    wait_screen(page, "b'\\t'")
+    for label, sent in (("←", "b'\\x1b[D'"), ("↑", "b'\\x1b[A'"), ("→", "b'\\x1b[C'"),
+                        ("↓", "b'\\x1b[B'")):
+        key(label)
+        wait_screen(page, sent)
+    key("Ctrl")
+    page.keyboard.type("a")
+    wait_screen(page, "b'\\x01'")
+    key("Alt")
+    page.keyboard.type("b")
+    wait_screen(page, "b'\\x1bb'")
+    key("^C")
+    wait_screen(page, "b'\\x03'")
+    page.locator("#compose-text").fill("fix the tests\nthen commit")
+    page.locator("#compose-send").tap()
+    wait_screen(page, "b'\\x1b[200~fix the tests\\rthen commit\\x1b[201~\\r'")
+    assert page.locator("#compose-text").input_value() == ""
+    page.locator("#drawer-toggle").tap()
+    page.locator("#session-list li", has_text="keys").wait_for(state="visible")
+    page.wait_for_timeout(300)  # the drawer slides in
+    shoot(page, "phone-drawer.png")
+    page.locator("#session-list li", has_text="keys").tap()
+    page.locator("#sessions").wait_for(state="hidden")
+    context.close()
+
+
+def test_ctrl_d_and_exit_are_blocked_with_the_warning(
+        browser: Browser, served: tuple[User, str]) -> None:
+    user, base = served
+    start(user, "guarded", "PS1='guarded$ ' exec sh")
+    context = desktop(browser)
+    page = open_page(context, base, "guarded")
+    wait_screen(page, "guarded$")
+    page.keyboard.type("exit")
+    page.keyboard.press("Enter")
+    page.locator("#banner", has_text=WARNING).wait_for(state="visible")
+    assert "⚠" in page.locator(".tab.current").inner_text()  # the marker stays on the tab
+    page.keyboard.press("Control+d")
+    page.wait_for_timeout(300)
+    page.keyboard.type("echo still-$((3*3))")
+    page.keyboard.press("Enter")
+    wait_screen(page, "still-9")
+    assert agent_alive(user, "guarded")
+    context.close()
+
+
+def test_two_browsers_and_a_local_attach_see_the_same_screen(
+        browser: Browser, served: tuple[User, str]) -> None:
+    user, base = served
+    start(user, "shared", "PS1='shared$ ' exec sh")
+    first_context, second_context = desktop(browser), desktop(browser)
+    first = open_page(first_context, base, "shared")
+    second = open_page(second_context, base, "shared")
+    local = spawn_on_pty(user, COOP + ["attach", "shared"], size=(30, 100))
+    local.read_until(b"shared$")
+    first.keyboard.type("echo from-the-first-$((5*5))")
+    first.keyboard.press("Enter")
+    wait_screen(second, "from-the-first-25")
+    local.read_until(b"from-the-first-25")
+    local.write(b"echo from-the-terminal\r")
+    wait_screen(first, "from-the-terminal\n")
+    wait_screen(second, "from-the-terminal\n")
+    first.wait_for_timeout(300)
+    assert screen(first) == screen(second)
+    local.write(b"\x1d")  # detach
+    assert local.wait() == 0
+    first_context.close()
+    second_context.close()
+
+
+def test_the_page_reconnects_after_the_server_drops_it(
+        browser: Browser, served: tuple[User, str]) -> None:
+    user, base = served
+    start(user, "steady", "PS1='steady$ ' exec sh")
+    context = desktop(browser)
+    page = open_page(context, base, "steady")
+    wait_screen(page, "steady$")
+    page.keyboard.type("echo before-the-drop")
+    page.keyboard.press("Enter")
+    wait_screen(page, "before-the-drop\n")
+    before = screen(page)
+    port = base.rsplit(":", 1)[1]
+    assert user.coop("serve", "--stop").returncode == 0
+    page.wait_for_function("() => document.querySelector('#conn').className.includes('down')")
+    assert user.coop("serve", "--port", port, "--token", TOKEN).returncode == 0
+    page.wait_for_function("() => coop.ui.link.ws.readyState === 1 && "
+                           "document.querySelector('#conn').textContent === 'live'",
+                           timeout=20000)
+    wait_screen(page, "before-the-drop\n")
+    page.wait_for_timeout(300)
+    assert screen(page) == before  # repainted from the snapshot, not appended to
+    page.keyboard.type("echo after-the-drop")
+    page.keyboard.press("Enter")
+    wait_screen(page, "after-the-drop\n")
+    context.close()
+
+
+def test_new_shell_then_kill_with_confirmation(browser: Browser,
+                                              served: tuple[User, str]) -> None:
+    user, base = served
+    start(user, "doomed", "exec sleep 1000")
+    context = desktop(browser)
+    page = open_page(context, base, "doomed")
+    page.locator("#new-shell").click()
+    page.locator(".tab.current", has_text="shell").wait_for()
+    page.wait_for_function("() => coop.ui.link.ws.readyState === 1")
+    page.keyboard.type("echo in-the-shell-$((2+2))")
+    page.keyboard.press("Enter")
+    wait_screen(page, "in-the-shell-4")
+    page.locator("#kill").click()
+    assert page.locator("#confirm").is_visible()
+    assert "doomed" in page.locator("#confirm-text").inner_text()
+    page.locator("#confirm button", has_text="Cancel").click()
+    page.wait_for_timeout(300)
+    assert [s["name"] for s in json.loads(user.coop("ls", "--json").stdout)] == ["doomed"]
+    page.locator("#kill").click()
+    page.locator("#confirm-ok").click()
+    page.locator("#empty").wait_for(state="visible", timeout=15000)
+    assert json.loads(user.coop("ls", "--json").stdout) == []
+    context.close()
+
+
+def test_read_only_link_shows_but_cannot_type(browser: Browser,
+                                              served: tuple[User, str]) -> None:
+    user, base = served
+    start(user, "watched", "PS1='watched$ ' exec sh")
+    viewer_url = json.loads(user.coop("serve", "--json").stdout)["read_only_url"]
+    context = desktop(browser)
+    page = context.new_page()
+    page.goto(viewer_url + "#watched/0")
+    page.wait_for_function("() => window.coop && coop.ui.link && "
+                           "coop.ui.link.ws.readyState === 1")
+    wait_screen(page, "watched$")
+    assert not page.locator("#kill").is_visible() and not page.locator("#new-shell").is_visible()
+    page.locator("#terminal").click()
+    page.keyboard.type("echo sneaky")
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(500)
+    assert "sneaky" not in screen(page)
+    context.close()
+
+
+def test_a_notification_when_an_agent_starts_waiting(browser: Browser,
+                                                     served: tuple[User, str]) -> None:
+    user, base = served
+    start(user, "asks", "sleep 3; coop-notify 'approve the plan?'; exec sleep 1000")
+    context = desktop(browser)
+    context.grant_permissions(["notifications"])
+    # Chromium headless has no notification centre: record what the page asks for.
+    context.add_init_script("""
+        window.__notes = [];
+        window.Notification = class { constructor(title, options) {
+            window.__notes.push({title, body: options && options.body}); }
+          static get permission() { return 'granted'; }
+          static requestPermission() { return Promise.resolve('granted'); } };
+    """)
+    page = open_page(context, base, "asks")
+    page.wait_for_function("() => window.__notes.length > 0", timeout=20000)
+    notes: list[dict[str, Any]] = page.evaluate("window.__notes")
+    assert notes[0] == {"title": "asks is waiting for you", "body": "approve the plan?"}
+    page.locator("#session-list li .waiting-mark").wait_for()
+    assert page.title().startswith("(1)")
+    context.close()
