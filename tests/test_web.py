@@ -4,7 +4,9 @@ terminal WebSockets with the input filter, against a real daemon run by the test
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -144,3 +146,155 @@ def test_bad_tokens_do_not_slow_a_good_client(served: tuple[User, str]) -> None:
     codes, elapsed = run(storm())
     assert set(codes) <= {403, 429} and codes.get(429, 0) > 9000  # throttled after a few
     assert elapsed < 0.5
+
+
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class Terminal:
+    """A raw `/ws` client: what a page receives, frame by frame."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.data = b""
+        self.controls: list[dict[str, Any]] = []
+
+    async def receive(self, timeout: float = 10) -> None:
+        message = await asyncio.wait_for(self.ws.receive(), timeout)
+        if message.type == aiohttp.WSMsgType.BINARY:
+            self.data += message.data
+        elif message.type == aiohttp.WSMsgType.TEXT:
+            self.controls.append(json.loads(message.data))
+        else:
+            raise ConnectionError(f"the server closed the WebSocket ({message.type})")
+
+    async def until(self, needle: bytes, timeout: float = 10, start: int = 0) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.data[start:]:
+            await self.receive(max(0.01, deadline - time.monotonic()))
+
+
+def test_held_bytes_are_released_and_bad_controls_get_an_error(
+        served: tuple[User, str]) -> None:
+    user, base = served
+    assert user.coop("-d", "-n", "held", "--", "sh").returncode == 0
+
+    async def session() -> Terminal:
+        async with aiohttp.ClientSession() as http, \
+                http.ws_connect(f"{base}/ws?session=held&pty=0", headers=BEARER,
+                                origin=base) as ws:
+            term = Terminal(ws)
+            await term.until(b"$")
+            mark = len(term.data)
+            await ws.send_bytes(b"q")  # could be the start of `quit⏎`: held, then let go
+            await term.until(b"q", timeout=2, start=mark)
+            await ws.send_str("{not json")
+            await ws.send_str(json.dumps({"type": "teleport"}))
+            await ws.send_bytes(b"\x15echo ok-$((4*4))\r")  # Ctrl+U drops the q
+            await term.until(b"ok-16\r\n")
+            return term
+
+    term = run(session())
+    errors = [c for c in term.controls if c.get("type") == "error"]
+    assert [e["error"] for e in errors] == ["INVALID_COMMAND", "INVALID_COMMAND"]
+    assert "teleport" in errors[1]["message"]
+    assert {"type": "size", "rows": 24, "cols": 80} in term.controls
+
+
+def test_a_page_that_does_not_acknowledge_is_skipped_ahead(served: tuple[User, str]) -> None:
+    from coop.web.terminal import HIGH_WATER
+
+    user, base = served
+    flood = "read go; yes $(printf '%0500d' 7) | head -n 40000; echo flood-done"
+    assert user.coop("-d", "-n", "flood", "--", "sh", "-c", flood + "; exec sleep 1000"
+                     ).returncode == 0
+
+    async def session() -> tuple[int, Terminal]:
+        async with aiohttp.ClientSession() as http, \
+                http.ws_connect(f"{base}/ws?session=flood&pty=0&flow=1", headers=BEARER,
+                                origin=base, max_msg_size=0) as ws:
+            term = Terminal(ws)
+            await term.receive()  # size
+            await term.receive()  # the snapshot
+            await ws.send_bytes(b"\r")  # go: 20 MB of output
+            stalled = 0
+            with contextlib.suppress(asyncio.TimeoutError):
+                while True:
+                    await term.receive(timeout=2)
+            stalled = len(term.data)
+            # Acknowledge everything: the relay resumes, past what the PTY queue dropped.
+            while b"flood-done" not in term.data:
+                await ws.send_str(json.dumps({"type": "ack", "bytes": len(term.data)}))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await term.receive(timeout=1)
+            return stalled, term
+
+    stalled, term = run(session())
+    assert stalled <= HIGH_WATER + 300_000  # it stopped sending while unacknowledged
+    assert {"type": "resync", "pty": 0} in term.controls
+    assert len(term.data) < 10_000_000  # skipped ahead with a snapshot, not the backlog
+
+
+def test_tls_serves_the_certificate_whose_fingerprint_it_prints(
+        session_user: User) -> None:
+    import hashlib
+    import ssl
+
+    from tests.helpers import free_port
+
+    port = free_port()
+    result = session_user.coop("serve", "--port", str(port), "--token", TOKEN, "--tls",
+                               "--json")
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout)
+    assert reply["url"].startswith(f"https://127.0.0.1:{port}/?token={TOKEN}#sha256=")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port)) as raw, \
+            context.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    digest = hashlib.sha256(der).hexdigest().upper()
+    assert reply["fingerprint"].replace(":", "") == digest
+    assert reply["url"].endswith(reply["fingerprint"])
+    assert run(status(f"https://127.0.0.1:{port}/api/sessions", headers=BEARER,
+                      ssl=False)) == 200
+    assert run(status(f"https://127.0.0.1:{port}/api/sessions", ssl=False)) == 403
+    key = session_user.coop_home / "state" / "web-tls" / "key.pem"
+    assert key.stat().st_mode & 0o077 == 0
+
+
+def test_serve_prints_a_qr_code_of_the_url_and_ls_counts_browsers(
+        served: tuple[User, str]) -> None:
+    import segno
+
+    user, base = served
+    printed = user.coop("serve", "--qr").stdout.decode()
+    url = next(line.split()[-1] for line in printed.splitlines() if line.startswith("local:"))
+    expected = segno.make(url, error="l", micro=False)
+    rows = [line for line in printed.splitlines() if line and set(line) <= set("█▀▄ ")]
+    modules: list[list[bool]] = []  # two module rows per text row; a dark module is a space
+    for line in rows:
+        modules.append([ch in " ▄" for ch in line])
+        modules.append([ch in " ▀" for ch in line])
+    width = len(rows[0])
+    border = (width - expected.symbol_size(border=0)[0]) // 2
+    drawn = [row[border:width - border] for row in modules[border:border + width - 2 * border]]
+    assert drawn == [[bool(cell) for cell in row] for row in expected.matrix]
+
+    assert user.coop("-d", "-n", "watched", "--", "sh").returncode == 0
+
+    async def watch() -> str:
+        async with aiohttp.ClientSession() as http, \
+                http.ws_connect(f"{base}/ws?session=watched&pty=0", headers=BEARER,
+                                origin=base) as ws:
+            await ws.receive()
+            listing = await asyncio.to_thread(user.coop, "ls")
+            return listing.stdout.decode()
+
+    listing = run(watch())
+    assert f"web: serving on {base} · 1 browser terminal(s)" in listing
+    assert listing.splitlines()[1].split()[:1] == ["watched"]
+    assert "1 web" in listing.splitlines()[1]
+    assert "web: serving on" in user.coop("status").stdout.decode()
