@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from bench import images, proxy, sandbox_start, sessions, tui
+from bench import images, proxy, sandbox_start, sessions, tui, web
 
 BENCHMARKS = {"sandbox": sandbox_start.main, "sessions": sessions.main, "proxy": proxy.main,
-              "images": images.main, "tui": tui.main}
+              "images": images.main, "tui": tui.main, "web": web.main}
 
 
 def main(argv: list[str]) -> int:

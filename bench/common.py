@@ -47,3 +47,29 @@ def summary(times: list[float]) -> str:
     ordered = sorted(times)
     p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
     return f"median {statistics.median(times):7.1f} ms   p90 {p90:7.1f} ms   (n={len(times)})"
+
+
+def rerun_unprivileged(name: str, **extra_env: str) -> bool:
+    """Started as root: run `python -m bench NAME` again as the bench uid with a throwaway
+    HOME and COOP_HOME (what users are), clean up after it, and return True. Otherwise
+    return False: the caller measures."""
+    import shutil
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    if os.getuid() != 0:
+        return False
+    home = Path(tempfile.mkdtemp(prefix="coop-bench-"))
+    os.chmod(home, 0o755)
+    os.chown(home, BENCH_UID, BENCH_UID)
+    env = {"HOME": str(home), "COOP_HOME": str(home / "coop"), "PATH": "/usr/bin:/bin",
+           "TERM": "xterm-256color", "LANG": "C.UTF-8", "COOP_DAEMON_IDLE_TIMEOUT": "300",
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent), **extra_env}
+    try:
+        subprocess.run([sys.executable, "-m", "bench", name], env=env, cwd=home,
+                       preexec_fn=demote, check=True)
+    finally:
+        subprocess.run(["pkill", "-9", "-u", str(BENCH_UID)], check=False)
+        shutil.rmtree(home, ignore_errors=True)
+    return True

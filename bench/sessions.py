@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import BENCH_UID, demote
+from bench.common import rerun_unprivileged
 
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
 KEYS = int(os.environ.get("BENCH_KEYS", "300"))
@@ -55,20 +55,7 @@ while True:
 
 
 def main() -> None:
-    if os.getuid() == 0:
-        home = Path(tempfile.mkdtemp(prefix="coop-bench-"))
-        os.chmod(home, 0o755)
-        os.chown(home, BENCH_UID, BENCH_UID)
-        env = {"HOME": str(home), "COOP_HOME": str(home / "coop"), "PATH": "/usr/bin:/bin",
-               "TERM": "xterm-256color", "LANG": "C.UTF-8", "BENCH_RUNS": str(RUNS),
-               "BENCH_KEYS": str(KEYS), "COOP_DAEMON_IDLE_TIMEOUT": "300",
-               "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-        try:
-            subprocess.run([sys.executable, "-m", "bench", "sessions"], env=env, cwd=home,
-                           preexec_fn=demote, check=True)
-        finally:
-            subprocess.run(["pkill", "-9", "-u", str(BENCH_UID)], check=False)
-            shutil.rmtree(home, ignore_errors=True)
+    if rerun_unprivileged("sessions", BENCH_RUNS=str(RUNS), BENCH_KEYS=str(KEYS)):
         return
     os.environ.setdefault("TMUX_TMPDIR", tempfile.mkdtemp(prefix="coop-bench-tmux-"))
     Bench().run()

@@ -279,7 +279,7 @@ def test_serve_prints_a_qr_code_of_the_url_and_ls_counts_browsers(
         modules.append([ch in " ▄" for ch in line])
         modules.append([ch in " ▀" for ch in line])
     width = len(rows[0])
-    border = (width - expected.symbol_size(border=0)[0]) // 2
+    border = int((width - expected.symbol_size(border=0)[0]) // 2)
     drawn = [row[border:width - border] for row in modules[border:border + width - 2 * border]]
     assert drawn == [[bool(cell) for cell in row] for row in expected.matrix]
 
