@@ -153,7 +153,8 @@ def test_actions_are_in_the_command_palette(session_user: User) -> None:
         titles = [c.title for c in app.get_system_commands(app.screen)]
         print(json.dumps({"titles": titles}))
     """)
-    for title in ("New session", "Attach", "New shell", "Restart agent", "Kill session"):
+    for title in ("New session", "Attach", "New shell", "Restart agent", "Kill session",
+                  "Serve on the LAN"):
         assert title in seen["titles"]  # type: ignore[operator]
 
 
@@ -221,3 +222,24 @@ def test_cursor_shape_and_visibility_follow_the_program(session_user: User) -> N
         print(json.dumps({"shape": shape, "hidden": hidden}))
     """)
     assert seen == {"shape": "bar", "hidden": True}
+
+
+def test_web_action_shows_the_qr_code_and_stops_serving(session_user: User) -> None:
+    from tests.helpers import TOKEN, free_port
+
+    port = free_port()
+    assert session_user.coop("serve", "--port", str(port), "--token", TOKEN).returncode == 0
+    seen = pilot(session_user, """
+        await pilot.pause(0.3)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: app.screen.query("#qr"))
+        qr = str(app.screen.query_one("#qr").render())
+        url = str(app.screen.query_one("#url").render())
+        await pilot.press("x")
+        await wait_for(pilot, lambda: not app.screen.query("#qr"))
+        await pilot.pause(0.3)
+        print(json.dumps({"qr": qr, "url": url}))
+    """)
+    assert seen["url"] == f"http://127.0.0.1:{port}/?token={TOKEN}"
+    assert "▀" in str(seen["qr"]) and len(str(seen["qr"]).splitlines()) > 15
+    assert "web: not serving" in session_user.coop("status").stdout.decode()

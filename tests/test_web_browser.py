@@ -26,7 +26,8 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 # Shows each read from its terminal as a Python bytes literal: what exactly the page sent.
 # It asks for bracketed paste, as agents do.
-BYTES_AGENT = ("python3 -c \"import os,tty; tty.setraw(0); os.write(1, b'\\x1b[?2004hready\\r\\n')\n"
+BYTES_AGENT = ("python3 -c \"import os,tty; tty.setraw(0)\n"
+               "os.write(1, b'\\x1b[?2004hready\\r\\n')\n"
                "while True: os.write(1, repr(os.read(0, 1024)).encode() + b'\\r\\n')\"")
 
 
@@ -266,7 +267,7 @@ def test_new_shell_then_kill_with_confirmation(browser: Browser,
 
 def test_read_only_link_shows_but_cannot_type(browser: Browser,
                                               served: tuple[User, str]) -> None:
-    user, base = served
+    user, _ = served
     start(user, "watched", "PS1='watched$ ' exec sh")
     viewer_url = json.loads(user.coop("serve", "--json").stdout)["read_only_url"]
     context = desktop(browser)

@@ -126,6 +126,45 @@ class NewSession(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class WebLink(ModalScreen[bool]):
+    """`coop serve` from the dashboard: the URLs and the QR code a phone scans."""
+
+    BINDINGS = [Binding("escape,q", "close", "Close"), Binding("x", "stop", "Stop serving")]
+    DEFAULT_CSS = """
+    WebLink { align: center middle; }
+    WebLink > Vertical { width: auto; height: auto; border: thick $primary; padding: 1 2;
+                         background: $surface; }
+    WebLink #qr { width: auto; }
+    WebLink Horizontal { height: auto; margin-top: 1; }
+    """
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        super().__init__()
+        self.reply = reply
+
+    def compose(self) -> ComposeResult:
+        from coop.commands.serve import qr_text
+
+        target = (self.reply.get("network_urls") or [self.reply["url"]])[0]
+        with Vertical():
+            yield Label("Scan to open your sessions on a phone on this network. Anyone "
+                        "with the link can type into them.")
+            yield Static(qr_text(target).rstrip("\n"), id="qr")
+            yield Label(target, id="url")
+            with Horizontal():
+                yield Button("Close (esc)", id="close")
+                yield Button("Stop serving (x)", variant="error", id="stop")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "stop")
+
+    def action_close(self) -> None:
+        self.dismiss(False)
+
+    def action_stop(self) -> None:
+        self.dismiss(True)
+
+
 def _create_request(workspace: str) -> dict[str, Any]:
     """What `coop -d` sends for that workspace (config, base build, env expansion)."""
     from pathlib import Path
@@ -256,6 +295,7 @@ class CoopApp(App[None]):
         Binding("s", "shell", "Shell"),
         Binding("r", "restart", "Restart"),
         Binding("k", "kill", "Kill"),
+        Binding("w", "web", "Web/QR"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -448,6 +488,20 @@ class CoopApp(App[None]):
         self.push_screen(ConfirmKill(name), decided)
 
 
+    async def action_web(self) -> None:
+        """Serve on the LAN (or show the server already running) with its QR code."""
+        reply = await self.request({"cmd": "serve", "host": "0.0.0.0", "port": 8888})
+        if not reply.get("ok"):
+            self.notify(str(reply.get("message")), severity="error", timeout=10)
+            return
+
+        async def closed(stop: bool | None) -> None:
+            if stop:
+                await self.request({"cmd": "serve", "stop": True})
+                self.notify("the web server stopped")
+
+        self.push_screen(WebLink(reply), closed)
+
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for title, help_text, action in (
@@ -455,7 +509,9 @@ class CoopApp(App[None]):
                 ("Attach", "Open the selected session's agent", self.action_attach),
                 ("New shell", "A shell in the selected session's sandbox", self.action_shell),
                 ("Restart agent", "Restart the selected session's agent", self.action_restart),
-                ("Kill session", "Stop the selected session (asks first)", self.action_kill)):
+                ("Kill session", "Stop the selected session (asks first)", self.action_kill),
+                ("Serve on the LAN", "Start `coop serve --host 0.0.0.0` and show its QR code",
+                 self.action_web)):
             yield SystemCommand(title, help_text, action)
 
     def action_new_session(self) -> None:

@@ -208,11 +208,17 @@ class WebServer:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         self.daemon.web_subscribers.add(queue)
         self.watchers += 1
+
+        async def forward() -> None:
+            while True:
+                await ws.send_str(json.dumps(await queue.get()))
+
+        sender = asyncio.get_running_loop().create_task(forward())
         try:
-            while not ws.closed:
-                event = await queue.get()
-                await ws.send_str(json.dumps(event))
+            async for _ in ws:  # the page sends nothing; reading notices it leave
+                pass
         finally:
+            sender.cancel()
             self.watchers -= 1
             self.daemon.web_subscribers.discard(queue)
         return ws
