@@ -92,8 +92,10 @@ def shoot(page: Page, name: str) -> None:
 def test_desktop_lists_sessions_and_typing_reaches_the_pty(
         browser: Browser, served: tuple[User, str]) -> None:
     user, base = served
-    start(user, "alpha", "PS1='alpha$ ' exec sh")
-    start(user, "beta", "printf 'beta here\\n'; exec sleep 1000")
+    start(user, "alpha", "printf '\\033[1;35m✻ Welcome to the agent\\033[0m \\033[2m(a shell "
+                         "standing in for one)\\033[0m\\n\\n'; PS1='alpha$ ' exec sh")
+    start(user, "beta", "printf 'beta here\\n'; coop-notify 'approve the plan?'; "
+                        "exec sleep 1000")
     context = desktop(browser)
     page = open_page(context, base, "alpha")
     names = page.locator("#session-list li .s-name").all_inner_texts()
@@ -109,6 +111,7 @@ def test_desktop_lists_sessions_and_typing_reaches_the_pty(
     wait_screen(page, "beta here")
     page.locator("#session-list li", has_text="alpha").click()
     wait_screen(page, "typed-42")  # repainted from the snapshot
+    page.locator("#session-list li", has_text="beta").locator(".waiting-mark").wait_for()
     shoot(page, "desktop.png")
     context.close()
 
@@ -305,4 +308,24 @@ def test_a_notification_when_an_agent_starts_waiting(browser: Browser,
     assert notes[0] == {"title": "asks is waiting for you", "body": "approve the plan?"}
     page.locator("#session-list li .waiting-mark").wait_for()
     assert page.title().startswith("(1)")
+    context.close()
+
+
+def test_ctrl_c_confirm_mode_asks_on_the_page_first(browser: Browser,
+                                                    served: tuple[User, str]) -> None:
+    user, base = served
+    (user.workspace / "Coopfile").write_text("input_filter: {ctrl_c: confirm}\n")
+    user.chown(user.workspace)
+    start(user, "careful", BYTES_AGENT)
+    context = desktop(browser)
+    page = open_page(context, base, "careful")
+    wait_screen(page, "ready")
+    page.locator("#terminal").click()
+    page.keyboard.press("Control+c")
+    page.locator("#confirm").wait_for(state="visible")
+    assert "Ctrl+C" in page.locator("#confirm-text").inner_text()
+    page.wait_for_timeout(300)
+    assert "x03" not in screen(page)  # held until the user says so
+    page.locator("#confirm-ok").click()
+    wait_screen(page, "b'\\x03'")
     context.close()
