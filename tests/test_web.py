@@ -62,6 +62,30 @@ def test_token_becomes_a_cookie_and_leaves_the_address_bar(served: tuple[User, s
     assert run(status(f"{base}/api/sessions", headers=bearer)) == 200
 
 
+def test_the_page_its_manifest_and_security_headers(served: tuple[User, str]) -> None:
+    _, base = served
+
+    async def fetch(path: str) -> tuple[int, dict[str, str], str]:
+        async with aiohttp.ClientSession() as http, \
+                http.get(base + path, headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+            return response.status, dict(response.headers), await response.text()
+
+    code, headers, page = run(fetch("/"))
+    assert code == 200 and '<script src="/static/app.js">' in page
+    assert 'src="http' not in page and 'href="http' not in page  # nothing from a CDN
+    assert '<meta name="coop-access" content="full">' in page
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Frame-Options"] == "DENY" and headers["Referrer-Policy"] == "no-referrer"
+    code, headers, text = run(fetch("/manifest.webmanifest"))
+    manifest = json.loads(text)
+    assert headers["Content-Type"].startswith("application/manifest+json")
+    assert manifest["display"] == "standalone" and manifest["icons"][0]["src"] == "/icon.svg"
+    code, headers, text = run(fetch("/static/app.js"))
+    assert code == 200 and headers["Content-Type"].startswith("text/javascript")
+    assert "xterm" in text  # xterm.js is bundled in, not fetched
+    assert run(fetch("/static/../server.py"))[0] == 404
+
+
 def test_foreign_host_and_origin_are_refused(served: tuple[User, str]) -> None:
     _, base = served
     bearer = {"Authorization": f"Bearer {TOKEN}"}

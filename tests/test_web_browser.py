@@ -329,3 +329,18 @@ def test_ctrl_c_confirm_mode_asks_on_the_page_first(browser: Browser,
     page.locator("#confirm-ok").click()
     wait_screen(page, "b'\\x03'")
     context.close()
+
+
+def test_osc52_copies_land_in_the_browser_clipboard(browser: Browser,
+                                                    served: tuple[User, str]) -> None:
+    user, base = served
+    start(user, "copier", "read go; printf '\\033]52;c;%s\\007' "
+                          "\"$(printf 'copied by the agent' | base64)\"; exec sleep 1000")
+    context = desktop(browser)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    page = open_page(context, base, "copier")
+    page.locator("#terminal").click()
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => navigator.clipboard.readText()"
+                           ".then(text => text === 'copied by the agent')", timeout=10000)
+    context.close()

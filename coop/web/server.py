@@ -33,6 +33,16 @@ MISSING_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>coop</
 with <code>cd web &amp;&amp; npm ci &amp;&amp; npm run build</code> in coop's source tree, or
 install a released wheel. The API (<code>/api/sessions</code>, <code>/ws</code>) works.</p>
 </body></html>"""
+# The page loads nothing from elsewhere and may not be framed (a framing site could trick
+# taps into a terminal); xterm.js sets inline styles. No Referer leaves with a link.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+                               "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
+                               "base-uri 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
          ".webmanifest": "application/manifest+json", ".txt": "text/plain"}
 
@@ -54,6 +64,7 @@ class WebServer:
 
     async def start(self) -> None:
         app = web.Application(middlewares=[self.guard], client_max_size=64 * 1024)
+        app.on_response_prepare.append(self._secure_headers)
         app.add_routes([
             web.get("/", self.index),
             web.get("/manifest.webmanifest", self.asset),
@@ -140,6 +151,10 @@ class WebServer:
             raise response
         request[ACCESS] = access
         return await handler(request)  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def _secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(SECURITY_HEADERS)
 
     def _full(self, request: web.Request) -> None:
         if request.get(ACCESS) != "full":
