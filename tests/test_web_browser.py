@@ -115,10 +115,15 @@ def test_desktop_lists_sessions_and_typing_reaches_the_pty(
     shoot(page, "desktop.png")
     context.close()
 
-    # A phone follows the agent's size until "fit" claims it for its own screen.
+    # A phone follows the agent's size while a desktop is looking, until "fit" claims it
+    # for its own screen.
+    watcher = desktop(browser)
+    open_page(watcher, base, "alpha")
     context = phone(browser)
     page = open_page(context, base, "alpha")
     wait_screen(page, "typed-42")
+    assert page.evaluate("coop.term.cols") > 100  # the desktop's size
+    assert page.locator("#fit").get_attribute("aria-pressed") != "true"
     page.locator("#fit").tap()
     page.locator("#compose-text").fill("stty size")
     page.locator("#compose-send").tap()
@@ -127,6 +132,7 @@ def test_desktop_lists_sessions_and_typing_reaches_the_pty(
     wait_screen(page, f"{rows} {cols}")
     shoot(page, "phone.png")
     context.close()
+    watcher.close()
 
 
 def test_phone_key_bar_and_compose_box(browser: Browser, served: tuple[User, str]) -> None:
@@ -135,6 +141,9 @@ def test_phone_key_bar_and_compose_box(browser: Browser, served: tuple[User, str
     context = phone(browser)
     page = open_page(context, base, "keys")
     wait_screen(page, "ready")
+    # Alone on the session, the phone took its own screen's size.
+    assert page.locator("#fit").get_attribute("aria-pressed") == "true"
+    assert page.evaluate("coop.term.cols") < 60
     assert page.locator("#keybar").is_visible() and page.locator("#compose").is_visible()
     assert not page.locator("#sessions").is_visible() or \
         page.locator("#sessions").bounding_box()["x"] < 0  # type: ignore[index]

@@ -80,6 +80,8 @@ class Link {
     ws.onopen = () => {
       this.attempt = 0;
       connState("up", "live");
+      // Nobody else is looking: a phone may as well have the size of its own screen.
+      if (PHONE.matches && !ui.claim && watchers(this.session, this.pty) === 0) setClaim(true);
       this.sendSize();
     };
     ws.onmessage = (event) => {
@@ -168,6 +170,16 @@ class Link {
 
 // A phone follows the agent's size instead of shrinking it for everyone (SPEC §10),
 // scrolling sideways, until "fit" claims the size.
+function setClaim(claim) {
+  ui.claim = claim;
+  $("fit").setAttribute("aria-pressed", String(claim));
+}
+
+function watchers(session, id) {
+  const pty = ui.sessions.find((s) => s.name === session)?.ptys?.find((p) => p.id === id);
+  return pty ? Object.values(pty.clients || {}).reduce((a, b) => a + b, 0) : 0;
+}
+
 function follow(rows, cols) {
   if (PHONE.matches && !ui.claim && rows > 0 && cols > 0) term.resize(cols, rows);
 }
@@ -493,8 +505,7 @@ $("new-session").addEventListener("submit", async (event) => {
 });
 
 $("fit").addEventListener("click", () => {
-  ui.claim = !ui.claim;
-  $("fit").setAttribute("aria-pressed", String(ui.claim));
+  setClaim(!ui.claim);
   ui.link?.sendSize();
 });
 $("drawer-toggle").addEventListener("click", () => document.body.classList.toggle("drawer-open"));
