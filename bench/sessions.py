@@ -158,9 +158,10 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-class Bench:
+class CoopCli:
+    """coop's CLI run in a project under the bench user's HOME; sessions numbered."""
+
     def __init__(self) -> None:
-        self.tmux = shutil.which("tmux")
         self.project = Path(os.environ["HOME"]) / "project"
         self.project.mkdir(exist_ok=True)
         self.names = 0
@@ -173,6 +174,12 @@ class Bench:
     def new_session(self, *cmd: str) -> str:
         self.names += 1
         return self.coop("-d", "-n", f"b{self.names}", "--", *cmd)
+
+
+class Bench(CoopCli):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmux = shutil.which("tmux")
 
     def tmux_cmd(self, *args: str) -> None:
         assert self.tmux

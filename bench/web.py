@@ -22,12 +22,11 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import aiohttp
 
 from bench.common import rerun_unprivileged
-from bench.sessions import COOP, Terminal, _cpu_seconds, _row
+from bench.sessions import COOP, CoopCli, Terminal, _cpu_seconds, _row
 
 KEYS = int(os.environ.get("BENCH_KEYS", "300"))
 TOKEN = "bench-token-0123456789abcdef0123"
@@ -64,21 +63,10 @@ asyncio.run(main())
 """
 
 
-class WebBench:
+class WebBench(CoopCli):
     def __init__(self) -> None:
-        self.project = Path(os.environ["HOME"]) / "project"
-        self.project.mkdir(exist_ok=True)
+        super().__init__()
         self.base = ""
-        self.names = 0
-
-    def coop(self, *args: str) -> str:
-        result = subprocess.run(COOP + list(args), capture_output=True, text=True,
-                                cwd=self.project, check=True)
-        return result.stdout.strip()
-
-    def new_session(self, *cmd: str) -> str:
-        self.names += 1
-        return self.coop("-d", "-n", f"w{self.names}", "--", *cmd)
 
     def run(self) -> None:
         reply = json.loads(self._serve())

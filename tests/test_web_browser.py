@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +53,12 @@ def phone(browser: Browser) -> BrowserContext:
                                has_touch=True, device_scale_factor=2, color_scheme="light")
 
 
-def open_page(context: BrowserContext, base: str, session: str = "", pty: int = 0) -> Page:
+def open_page(context: BrowserContext, base: str, session: str = "", pty: int = 0,
+              token: str = TOKEN) -> Page:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{base}/?token={TOKEN}" + (f"#{session}/{pty}" if session else ""))
+    page.goto(f"{base}/?token={token}" + (f"#{session}/{pty}" if session else ""))
     assert "token" not in page.url  # a cookie from now on, the address bar is clean
     page.wait_for_function("() => window.coop && coop.ui.link && "
                            "coop.ui.link.ws.readyState === 1", timeout=15000)
@@ -84,6 +85,29 @@ def agent_alive(user: User, name: str) -> bool:
     return bool(sessions[name]["ptys"][0]["alive"])
 
 
+def session_page(browser: Browser, served: tuple[User, str], name: str, command: str,
+                 make: Callable[[Browser], BrowserContext] | None = None,
+                 ) -> tuple[User, BrowserContext, Page]:
+    """A new session running `command`, open in a page (desktop unless `make` says)."""
+    user, base = served
+    start(user, name, command)
+    context = (make or desktop)(browser)
+    return user, context, open_page(context, base, name)
+
+
+def shell_page(browser: Browser, served: tuple[User, str],
+               name: str) -> tuple[User, BrowserContext, Page]:
+    """A session whose agent is `sh` with the prompt `NAME$`, open in a desktop page."""
+    user, context, page = session_page(browser, served, name, f"PS1='{name}$ ' exec sh")
+    wait_screen(page, f"{name}$")
+    return user, context, page
+
+
+def type_line(page: Page, text: str) -> None:
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+
+
 def shoot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / name))
@@ -103,8 +127,7 @@ def test_desktop_lists_sessions_and_typing_reaches_the_pty(
     page.wait_for_function("() => document.querySelector('#session-list li')"
                            ".innerText.includes('1 web')")
     wait_screen(page, "alpha$")
-    page.keyboard.type("echo typed-$((6*7))")
-    page.keyboard.press("Enter")
+    type_line(page, "echo typed-$((6*7))")
     wait_screen(page, "typed-42")
     assert page.locator(".tab.current").inner_text().startswith("agent")
     page.locator("#session-list li", has_text="beta").click()
@@ -136,10 +159,7 @@ def test_desktop_lists_sessions_and_typing_reaches_the_pty(
 
 
 def test_phone_key_bar_and_compose_box(browser: Browser, served: tuple[User, str]) -> None:
-    user, base = served
-    start(user, "keys", BYTES_AGENT)
-    context = phone(browser)
-    page = open_page(context, base, "keys")
+    _, context, page = session_page(browser, served, "keys", BYTES_AGENT, make=phone)
     wait_screen(page, "ready")
     # Alone on the session, the phone took its own screen's size.
     assert page.locator("#fit").get_attribute("aria-pressed") == "true"
@@ -183,19 +203,13 @@ def test_phone_key_bar_and_compose_box(browser: Browser, served: tuple[User, str
 
 def test_ctrl_d_and_exit_are_blocked_with_the_warning(
         browser: Browser, served: tuple[User, str]) -> None:
-    user, base = served
-    start(user, "guarded", "PS1='guarded$ ' exec sh")
-    context = desktop(browser)
-    page = open_page(context, base, "guarded")
-    wait_screen(page, "guarded$")
-    page.keyboard.type("exit")
-    page.keyboard.press("Enter")
+    user, context, page = shell_page(browser, served, "guarded")
+    type_line(page, "exit")
     page.locator("#banner", has_text=WARNING).wait_for(state="visible")
     assert "⚠" in page.locator(".tab.current").inner_text()  # the marker stays on the tab
     page.keyboard.press("Control+d")
     page.wait_for_timeout(300)
-    page.keyboard.type("echo still-$((3*3))")
-    page.keyboard.press("Enter")
+    type_line(page, "echo still-$((3*3))")
     wait_screen(page, "still-9")
     assert agent_alive(user, "guarded")
     context.close()
@@ -210,8 +224,7 @@ def test_two_browsers_and_a_local_attach_see_the_same_screen(
     second = open_page(second_context, base, "shared")
     local = spawn_on_pty(user, COOP + ["attach", "shared"], size=(30, 100))
     local.read_until(b"shared$")
-    first.keyboard.type("echo from-the-first-$((5*5))")
-    first.keyboard.press("Enter")
+    type_line(first, "echo from-the-first-$((5*5))")
     wait_screen(second, "from-the-first-25")
     local.read_until(b"from-the-first-25")
     local.write(b"echo from-the-terminal\r")
@@ -227,13 +240,9 @@ def test_two_browsers_and_a_local_attach_see_the_same_screen(
 
 def test_the_page_reconnects_after_the_server_drops_it(
         browser: Browser, served: tuple[User, str]) -> None:
-    user, base = served
-    start(user, "steady", "PS1='steady$ ' exec sh")
-    context = desktop(browser)
-    page = open_page(context, base, "steady")
-    wait_screen(page, "steady$")
-    page.keyboard.type("echo before-the-drop")
-    page.keyboard.press("Enter")
+    user, context, page = shell_page(browser, served, "steady")
+    base = served[1]
+    type_line(page, "echo before-the-drop")
     wait_screen(page, "before-the-drop\n")
     before = screen(page)
     port = base.rsplit(":", 1)[1]
@@ -246,23 +255,18 @@ def test_the_page_reconnects_after_the_server_drops_it(
     wait_screen(page, "before-the-drop\n")
     page.wait_for_timeout(300)
     assert screen(page) == before  # repainted from the snapshot, not appended to
-    page.keyboard.type("echo after-the-drop")
-    page.keyboard.press("Enter")
+    type_line(page, "echo after-the-drop")
     wait_screen(page, "after-the-drop\n")
     context.close()
 
 
 def test_new_shell_then_kill_with_confirmation(browser: Browser,
                                               served: tuple[User, str]) -> None:
-    user, base = served
-    start(user, "doomed", "exec sleep 1000")
-    context = desktop(browser)
-    page = open_page(context, base, "doomed")
+    user, context, page = session_page(browser, served, "doomed", "exec sleep 1000")
     page.locator("#new-shell").click()
     page.locator(".tab.current", has_text="shell").wait_for()
     page.wait_for_function("() => coop.ui.link.ws.readyState === 1")
-    page.keyboard.type("echo in-the-shell-$((2+2))")
-    page.keyboard.press("Enter")
+    type_line(page, "echo in-the-shell-$((2+2))")
     wait_screen(page, "in-the-shell-4")
     page.locator("#kill").click()
     assert page.locator("#confirm").is_visible()
@@ -279,19 +283,15 @@ def test_new_shell_then_kill_with_confirmation(browser: Browser,
 
 def test_read_only_link_shows_but_cannot_type(browser: Browser,
                                               served: tuple[User, str]) -> None:
-    user, _ = served
+    user, base = served
     start(user, "watched", "PS1='watched$ ' exec sh")
     viewer_url = json.loads(user.coop("serve", "--json").stdout)["read_only_url"]
     context = desktop(browser)
-    page = context.new_page()
-    page.goto(viewer_url + "#watched/0")
-    page.wait_for_function("() => window.coop && coop.ui.link && "
-                           "coop.ui.link.ws.readyState === 1")
+    page = open_page(context, base, "watched", token=viewer_url.split("token=")[1])
     wait_screen(page, "watched$")
     assert not page.locator("#kill").is_visible() and not page.locator("#new-shell").is_visible()
     page.locator("#terminal").click()
-    page.keyboard.type("echo sneaky")
-    page.keyboard.press("Enter")
+    type_line(page, "echo sneaky")
     page.wait_for_timeout(500)
     assert "sneaky" not in screen(page)
     context.close()
@@ -322,12 +322,10 @@ def test_a_notification_when_an_agent_starts_waiting(browser: Browser,
 
 def test_ctrl_c_confirm_mode_asks_on_the_page_first(browser: Browser,
                                                     served: tuple[User, str]) -> None:
-    user, base = served
+    user = served[0]
     (user.workspace / "Coopfile").write_text("input_filter: {ctrl_c: confirm}\n")
     user.chown(user.workspace)
-    start(user, "careful", BYTES_AGENT)
-    context = desktop(browser)
-    page = open_page(context, base, "careful")
+    _, context, page = session_page(browser, served, "careful", BYTES_AGENT)
     wait_screen(page, "ready")
     page.locator("#terminal").click()
     page.keyboard.press("Control+c")
@@ -342,12 +340,10 @@ def test_ctrl_c_confirm_mode_asks_on_the_page_first(browser: Browser,
 
 def test_osc52_copies_land_in_the_browser_clipboard(browser: Browser,
                                                     served: tuple[User, str]) -> None:
-    user, base = served
-    start(user, "copier", "read go; printf '\\033]52;c;%s\\007' "
-                          "\"$(printf 'copied by the agent' | base64)\"; exec sleep 1000")
-    context = desktop(browser)
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
-    page = open_page(context, base, "copier")
+    _, context, page = session_page(
+        browser, served, "copier", "read go; printf '\\033]52;c;%s\\007' "
+                                   "\"$(printf 'copied by the agent' | base64)\"; exec sleep 1000")
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=served[1])
     page.locator("#terminal").click()
     page.keyboard.press("Enter")
     page.wait_for_function("() => navigator.clipboard.readText()"

@@ -28,7 +28,8 @@ function store(key, value) {
 
 const ui = {
   sessions: [], current: null, pty: 0, link: null, claim: false,
-  mods: { ctrl: false, alt: false }, waiting: new Map(), theme: stored("coop.theme", "auto"),
+  mods: { ctrl: false, alt: false }, waiting: new Map(), blocked: new Map(),
+  theme: stored("coop.theme", "auto"),
 };
 
 // -- the terminal --------------------------------------------------------------------
@@ -199,11 +200,14 @@ function banner(text, ms = 5000) {
   bannerTimer = setTimeout(() => { el.hidden = true; }, ms);
 }
 
+// The banner fades; the tab keeps a ⚠ for a minute so a glance later still tells.
+const BLOCKED_MARK_MS = 60000;
 function showBlocked(text) {
   banner(text || "⚠ Blocked from web. Use a local terminal to exit.");
-  document.querySelector(".tab.current")?.classList.add("blocked");
-  const tab = document.querySelector(".tab.current");
-  if (tab && !tab.textContent.includes("⚠")) tab.textContent += " ⚠";
+  const key = `${ui.current}/${ui.pty}`;
+  ui.blocked.set(key, Date.now());
+  renderTabs();
+  setTimeout(renderTabs, BLOCKED_MARK_MS + 100);
 }
 
 async function confirmCtrlC() {
@@ -396,6 +400,11 @@ function renderTabs() {
     tab.textContent = pty.kind === "agent" ? `agent · ${pty.command}` : `shell ${pty.id}`;
     if (!pty.alive) tab.textContent += " (exited)";
     if (pty.waiting) tab.textContent += " ●";
+    const blockedAt = ui.blocked.get(`${session.name}/${pty.id}`);
+    if (blockedAt && Date.now() - blockedAt < BLOCKED_MARK_MS) {
+      tab.textContent += " ⚠";
+      tab.title = "Input from this page was blocked (see the banner)";
+    }
     tab.addEventListener("click", () => select(session.name, pty.id));
     tabs.append(tab);
   }
