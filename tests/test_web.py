@@ -324,3 +324,16 @@ def test_serve_prints_a_qr_code_of_the_url_and_ls_counts_browsers(
     assert listing.splitlines()[1].split()[:1] == ["watched"]
     assert "1 web" in listing.splitlines()[1]
     assert "web: serving on" in user.coop("status").stdout.decode()
+
+
+def test_the_token_is_never_written_to_a_file(served: tuple[User, str]) -> None:
+    user, base = served
+    assert user.coop("-d", "-n", "quiet", "--", "sh").returncode == 0
+    assert run(status(f"{base}/?token={TOKEN}")) == 302  # to the cookie
+    assert run(status(f"{base}/api/sessions?token=wrong-{TOKEN}")) == 403
+    assert run(status(f"{base}/api/sessions", headers=BEARER)) == 200
+    assert user.coop("serve", "--stop").returncode == 0
+    found = [path for path in user.coop_home.rglob("*")
+             if path.is_file() and not path.is_socket() and TOKEN.encode() in path.read_bytes()]
+    assert found == []
+    assert (user.coop_home / "state" / "daemon.log").read_text().count("web server") >= 1
