@@ -337,3 +337,29 @@ def test_the_token_is_never_written_to_a_file(served: tuple[User, str]) -> None:
              if path.is_file() and not path.is_socket() and TOKEN.encode() in path.read_bytes()]
     assert found == []
     assert (user.coop_home / "state" / "daemon.log").read_text().count("web server") >= 1
+
+
+def test_bodies_are_capped_and_the_server_survives(served: tuple[User, str]) -> None:
+    user, base = served
+    assert user.coop("-d", "-n", "capped", "--", "sh").returncode == 0
+    huge = json.dumps({"workspace": "x" * 200_000})
+    assert run(status(f"{base}/api/sessions", "POST", headers=BEARER, data=huge)) == 413
+
+    async def oversized_frame() -> aiohttp.WSMsgType:
+        async with aiohttp.ClientSession() as http, \
+                http.ws_connect(f"{base}/ws?session=capped&pty=0", headers=BEARER,
+                                origin=base) as ws:
+            try:
+                await ws.send_bytes(b"y" * (2 << 20))
+            except ConnectionError:
+                return aiohttp.WSMsgType.CLOSED  # refused before the client finished sending
+            while True:
+                message = await asyncio.wait_for(ws.receive(), 10)
+                if message.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                    return message.type
+
+    assert run(oversized_frame()) in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                      aiohttp.WSMsgType.CLOSING)
+    assert run(status(f"{base}/api/sessions", headers=BEARER)) == 200
+    [info] = json.loads(user.coop("ls", "--json").stdout)
+    assert info["ptys"][0]["alive"]
