@@ -349,3 +349,30 @@ def test_osc52_copies_land_in_the_browser_clipboard(browser: Browser,
     page.wait_for_function("() => navigator.clipboard.readText()"
                            ".then(text => text === 'copied by the agent')", timeout=10000)
     context.close()
+
+
+def test_new_session_from_the_page_and_a_broken_coopfile_named(
+        browser: Browser, served: tuple[User, str]) -> None:
+    user, base = served
+    good = user.workspace.parent / "from-the-web"
+    good.mkdir()
+    (good / "Coopfile").write_text("agent: {command: 'sh -c \"echo started from the web; "
+                                   "exec sleep 1000\"'}\n")
+    broken = user.workspace.parent / "broken"
+    broken.mkdir()
+    (broken / "Coopfile").write_text("agent:\n  comand: sh\n")
+    user.chown(good)
+    user.chown(broken)
+    context = desktop(browser)
+    page = context.new_page()
+    page.goto(f"{base}/?token={TOKEN}")
+    page.locator("#empty").wait_for()
+    page.locator("#new-workspace").fill(str(broken))
+    page.locator("#new-session button").click()
+    page.locator("#banner", has_text="comand").wait_for(state="visible")
+    assert "Coopfile:2" in page.locator("#banner").inner_text()  # the file, line and key
+    page.locator("#new-workspace").fill(str(good))
+    page.locator("#new-session button").click()
+    wait_screen(page, "started from the web", timeout=30)
+    assert page.locator("#session-list li").all_inner_texts()[0].startswith("from-the-web")
+    context.close()

@@ -1,10 +1,10 @@
-"""The web server inside the daemon: REST, the event stream, terminals over WebSockets.
+"""The web server inside the daemon: the page, REST, the event stream, terminals.
 
 One process: `coop serve` asks the daemon to start it (aiohttp's AppRunner and TCPSite on
-the daemon's own loop). A terminal WebSocket is relayed to the session's supervisor over a
-socketpair the daemon hands it (like a local attach), with the input filter of SPEC §8 in
-between for the agent's PTY. Binary WebSocket frames carry terminal bytes, text frames
-JSON control (`resize`, `detach`; from the server `blocked`, `pty_exited`, …).
+the daemon's own loop). Every request passes one gate (`guard`: Host, token, Origin). The
+page is the bundle `npm run build` put in `static/`, served from the package. A terminal
+WebSocket is relayed to the session's supervisor over a socketpair the daemon hands it
+(like a local attach) by `TerminalRelay`, which adds the input filter and flow control.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class WebServer:
             target = request.rel_url.with_query(query)
             response = web.HTTPFound(str(target))
             response.set_cookie(COOKIE, presented or "", httponly=True, samesite="Strict",
-                                path="/")
+                                path="/", secure=self.tls is not None)
             raise response
         request[ACCESS] = access
         return await handler(request)  # type: ignore[no-any-return]
@@ -185,21 +185,26 @@ class WebServer:
 
     async def create_session(self, request: web.Request) -> web.Response:
         self._full(request)
-        body = await request.json()
-        from pathlib import Path
-
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"ok": False, "message": "the body is not JSON"},
+                                     status=400)
+        if not isinstance(body, dict) or not isinstance(body.get("workspace"), str):
+            return web.json_response({"ok": False, "message": 'send {"workspace": PATH}'},
+                                     status=400)
         from coop.commands.session import create_request
         from coop.config.coopfile import load_config
         from coop.errors import CoopError
 
         def build() -> dict[str, Any]:
-            config = load_config(self.daemon.paths, Path(str(body["workspace"])))
+            config = load_config(self.daemon.paths, Path(body["workspace"]))
             return create_request(config, None, body.get("name"), [], [24, 80])
 
         try:
             message = await asyncio.get_running_loop().run_in_executor(None, build)
-        except (CoopError, KeyError) as exc:
-            return web.json_response({"ok": False, "message": str(exc)}, status=400)
+        except CoopError as exc:
+            return web.json_response({"ok": False, "message": exc.render()}, status=400)
         reply = await self.daemon.cmd_create(None, message)  # type: ignore[arg-type]
         return web.json_response(reply, status=200 if reply.get("ok") else 400)
 
