@@ -376,3 +376,22 @@ def test_new_session_from_the_page_and_a_broken_coopfile_named(
     wait_screen(page, "started from the web", timeout=30)
     assert page.locator("#session-list li").all_inner_texts()[0].startswith("from-the-web")
     context.close()
+
+
+def test_chromium_finds_the_page_installable(tmp_path: Path, served: tuple[User, str]) -> None:
+    _, base = served
+    local = base.replace("127.0.0.1", "localhost")  # a secure context, as https would be
+    with sync_playwright() as playwright:
+        # Not incognito (a persistent profile): Chromium offers no install there.
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        page = context.new_page()
+        page.goto(f"{local}/?token={TOKEN}")
+        page.wait_for_function("() => window.coop !== undefined")
+        cdp = context.new_cdp_session(page)
+        manifest = cdp.send("Page.getAppManifest")
+        errors = cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]
+        context.close()
+    assert manifest["errors"] == [] and manifest["manifest"]["display"] == "kStandalone"
+    assert errors == []
