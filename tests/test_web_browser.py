@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from coop.pty.filter import WARNING
 from tests.helpers import COOP, TOKEN, User, spawn_on_pty
@@ -32,16 +32,22 @@ BYTES_AGENT = ("python3 -c \"import os,tty; tty.setraw(0)\n"
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def playwright() -> Iterator[Playwright]:
+    """One driver per module: the sync API allows one per thread."""
     if not os.path.exists(CHROMIUM):
         pytest.fail("Chromium is missing: `apt-get install chromium` (.ci/run does)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--disable-background-networking"])
-        yield chromium
-        chromium.close()
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    chromium = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--disable-background-networking"])
+    yield chromium
+    chromium.close()
 
 
 def desktop(browser: Browser) -> BrowserContext:
@@ -378,20 +384,20 @@ def test_new_session_from_the_page_and_a_broken_coopfile_named(
     context.close()
 
 
-def test_chromium_finds_the_page_installable(tmp_path: Path, served: tuple[User, str]) -> None:
+def test_chromium_finds_the_page_installable(tmp_path: Path, playwright: Playwright,
+                                            served: tuple[User, str]) -> None:
     _, base = served
     local = base.replace("127.0.0.1", "localhost")  # a secure context, as https would be
-    with sync_playwright() as playwright:
-        # Not incognito (a persistent profile): Chromium offers no install there.
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        page = context.new_page()
-        page.goto(f"{local}/?token={TOKEN}")
-        page.wait_for_function("() => window.coop !== undefined")
-        cdp = context.new_cdp_session(page)
-        manifest = cdp.send("Page.getAppManifest")
-        errors = cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]
-        context.close()
+    # Not incognito (a persistent profile): Chromium offers no install there.
+    context = playwright.chromium.launch_persistent_context(
+        str(tmp_path / "profile"), executable_path=CHROMIUM,
+        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+    page = context.new_page()
+    page.goto(f"{local}/?token={TOKEN}")
+    page.wait_for_function("() => window.coop !== undefined")
+    cdp = context.new_cdp_session(page)
+    manifest = cdp.send("Page.getAppManifest")
+    errors = cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]
+    context.close()
     assert manifest["errors"] == [] and manifest["manifest"]["display"] == "kStandalone"
     assert errors == []
