@@ -133,7 +133,8 @@ def push_image(registry: str, repo: str, tag: str, layers: list[bytes],
                architecture: str = "amd64") -> Pushed:
     digests = [push_blob(registry, repo, data) for data in layers]
     config = json.dumps({"architecture": architecture, "os": "linux",
-                         "config": {"Env": ["PATH=/bin"]},
+                         "config": {"Env": ["PATH=/bin", "IMAGE_NAME=busybox-test",
+                                            "SHADOWED=by the image"]},
                          "rootfs": {"type": "layers", "diff_ids": []}}).encode()
     config_digest = push_blob(registry, repo, config)
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,

@@ -54,6 +54,11 @@ def test_pull_unpack_and_run_with_whiteouts(user: User, registry: Registry) -> N
                                                       str(user.uid)]
     images = user.coop_home / "data" / "images"
     assert len([p for p in images.iterdir() if p.is_dir()]) == 1
+    # The image's Env applies, under the Coopfile's env (as with `docker run -e`).
+    with (user.workspace / "Coopfile").open("a") as coopfile:
+        coopfile.write("env: {SHADOWED: by the Coopfile}\n")
+    result = user.coop("run", "--", "sh", "-c", 'echo "$PATH|$IMAGE_NAME|$SHADOWED"')
+    assert result.stdout.decode().strip() == "/bin|busybox-test|by the Coopfile", result.stderr
 
 
 def test_index_picks_this_machines_platform(user: User, registry: Registry) -> None:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from coop.config.coopfile import CoopConfig
@@ -75,7 +75,7 @@ def build_layers(config: CoopConfig, paths: CoopPaths, layout: BaseLayout,
     for number, step in enumerate(steps, start=1):
         key = hashlib.sha256(f"{key}\0{step.command}".encode()).hexdigest()
         layer = layers_dir / key[:32]
-        here = BaseLayout("dir", root_dir=layout.root_dir, layers=tuple(reversed(built)))
+        here = replace(layout, layers=tuple(reversed(built)))
         if (layer / "complete").exists() and not no_cache:
             print(f"step {number}/{len(steps)} cached: {step.label}", file=sys.stderr)
         elif not run_missing:
@@ -85,7 +85,7 @@ def build_layers(config: CoopConfig, paths: CoopPaths, layout: BaseLayout,
             print(f"step {number}/{len(steps)} run: {step.label}", file=sys.stderr, flush=True)
             _run_step(config, paths, here, step, number, layer)
         built.append(str(layer / "fs"))
-    return BaseLayout("dir", root_dir=layout.root_dir, layers=tuple(reversed(built)))
+    return replace(layout, layers=tuple(reversed(built)))
 
 
 def _run_step(config: CoopConfig, paths: CoopPaths, layout: BaseLayout, step: Step,

@@ -61,6 +61,13 @@ class ImageStore:
             return self.image_dir(digest) / "rootfs"
         return None
 
+    @staticmethod
+    def image_env(rootfs: Path) -> tuple[tuple[str, str], ...]:
+        """The image config's `Env` ("K=V" entries) recorded beside its rootfs."""
+        info = json.loads((rootfs.parent / "image.json").read_text())
+        pairs = (str(entry).partition("=") for entry in info.get("env") or [])
+        return tuple((key, value) for key, sep, value in pairs if key and sep)
+
     def images_info(self) -> list[dict[str, Any]]:
         out = []
         refs = self.refs()

@@ -41,7 +41,7 @@ def resolve_base(image: str, paths: CoopPaths,
         if not pull:
             raise BaseError(f"image {image} is not pulled yet.", "Run `coop build` first.")
         rootfs = store.pull(ref, registries or {})
-    return BaseLayout("dir", root_dir=str(rootfs))
+    return BaseLayout("dir", root_dir=str(rootfs), env=store.image_env(rootfs))
 
 
 def _unpacked_tar(archive: Path, paths: CoopPaths) -> Path:

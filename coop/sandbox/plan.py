@@ -59,6 +59,8 @@ class BaseLayout:
     overlaid: tuple[str, ...] = ()  # for "host": top-level dirs overlaid
     bound: tuple[str, ...] = ()  # for "host": top-level dirs bound read-only (have submounts)
     links: tuple[tuple[str, str], ...] = ()  # for "host": (name, link target)
+    env: tuple[tuple[str, str], ...] = ()
+    """An OCI image's `Env` (its PATH above all): under the Coopfile's `env`, as Docker does."""
 
     def lowers(self) -> tuple[str, ...]:
         """Overlay lower dirs, topmost first."""
@@ -189,7 +191,8 @@ def build_plan(config: CoopConfig, ident: Identity, paths: CoopPaths, *, name: s
 
         plan.proxy_port = PROXY_PORT
         proxy = proxy_env(PROXY_PORT)
-    plan.env = {"PATH": DEFAULT_PATH, "TERM": term, "LANG": lang, **proxy, **env,
+    plan.env = {"PATH": DEFAULT_PATH, "TERM": term, "LANG": lang, **dict(layout.env),
+                **proxy, **env,
                 "HOME": ident.home, "USER": ident.name,
                 "COOP_SESSION": name, "COOP_WORKSPACE": ws_path}
     return plan
