@@ -7,6 +7,7 @@ blob downloads, and corrupting a blob in transit.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import http.server
@@ -165,6 +166,8 @@ class Front:
         self.corrupt: set[str] = set()
         self.token_requests = 0
         self.delay = 0.0
+        self.login: str | None = None
+        """When set ("user:password"), tokens only for those Basic credentials."""
         front = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -174,6 +177,10 @@ class Front:
             def do_GET(self) -> None:
                 if self.path.startswith("/token"):
                     front.token_requests += 1
+                    expected = "Basic " + base64.b64encode((front.login or "").encode()).decode()
+                    if front.login and self.headers.get("Authorization") != expected:
+                        self._send(401, b"{}", {})
+                        return
                     body = json.dumps({"token": "good-token"}).encode()
                     self._send(200, body, {"Content-Type": "application/json"})
                     return

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -108,6 +110,36 @@ def test_token_flow_and_shared_blob_cache(user: User, front: Front) -> None:
     result = user.coop("run", "--", "cat", "/etc/other")
     assert result.stdout == b"other image\n", result.stderr
     assert front.blob_gets.count(base) == 1  # the shared layer came from the cache
+
+
+def test_private_images_with_docker_login_or_the_global_config(user: User,
+                                                                front: Front) -> None:
+    import base64
+
+    front.login = "alice:s3cret"
+    use_registry(user, front.host, "test/busybox:1")
+    refused = user.coop("run", "--", "true")
+    assert refused.returncode == 5
+    assert b"refused an anonymous token (401)" in refused.stderr
+    assert f"docker login {front.host}".encode() in refused.stderr  # the fix
+    # What `docker login` leaves behind is enough.
+    docker = user.home / ".docker"
+    docker.mkdir()
+    auth = base64.b64encode(b"alice:s3cret").decode()
+    (docker / "config.json").write_text(json.dumps({"auths": {front.host: {"auth": auth}}}))
+    user.chown(docker)
+    assert user.coop("run", "--", "true").returncode == 0
+    # Or the global config, with the password kept in the environment.
+    (docker / "config.json").unlink()
+    (user.coop_home / "config.yaml").write_text(
+        f"registries:\n  '{front.host}': {{insecure: true, username: alice, "
+        "password_env: REGISTRY_PASSWORD}\n")
+    shutil.rmtree(user.coop_home / "data" / "images")
+    wrong = user.coop("run", "--", "true", env=user.env(REGISTRY_PASSWORD="guess"))
+    assert wrong.returncode == 5 and b"refused the credentials of alice" in wrong.stderr
+    right = user.coop("run", "--", "true", env=user.env(REGISTRY_PASSWORD="s3cret"))
+    assert right.returncode == 0, right.stderr
+    assert b"s3cret" not in (user.coop_home / "config.yaml").read_bytes()
 
 
 def test_corrupted_blob_is_rejected_and_not_cached(user: User, front: Front,

@@ -357,7 +357,9 @@ COOPFILE = Fields({
 
 GLOBAL_ONLY = {
     "registries": MapOf(Fields({"mirror": Str(r"https?://.+", "an http(s) URL"),
-                                "insecure": Bool()})),
+                                "insecure": Bool(), "username": Str(),
+                                "password_env": Str(r"[A-Za-z_][A-Za-z0-9_]*",
+                                                    "an environment variable's name")})),
     "daemon": Fields({"idle_timeout_s": Int(0)}),
 }
 GLOBAL_CONFIG = Fields({**COOPFILE.fields, **GLOBAL_ONLY})

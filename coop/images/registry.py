@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from coop.errors import BaseError
+from coop.images.credentials import credentials, helper_in_use
 from coop.images.reference import DOCKER_HUB, Reference
 
 INDEX_TYPES = {"application/vnd.oci.image.index.v1+json",
@@ -54,11 +55,23 @@ Progress = Callable[[str, int, int], None]
 """(layer digest, bytes so far, total) — called as a blob downloads."""
 
 
+def _login_hint(ref: Reference) -> str:
+    host = "docker.io" if ref.config_key == "docker.io" else ref.registry
+    hint = (f"`docker login {host}` (coop reads ~/.docker/config.json), or set "
+            f"`registries: {{{ref.config_key}: {{username: NAME, password_env: VAR}}}}` in the "
+            "global config with the password in $VAR.")
+    if helper_in_use():
+        hint += (" Your Docker config keeps passwords in a credential helper, which coop "
+                 "does not run.")
+    return hint
+
+
 class RegistryClient:
     def __init__(self, registries: dict[str, dict[str, Any]] | None = None) -> None:
         self.registries = registries or {}
         self.session: aiohttp.ClientSession | None = None
-        self.tokens: dict[tuple[str, str], str] = {}
+        self.authorization: dict[tuple[str, str], str] = {}
+        """(registry, scope) → the Authorization header that worked (Bearer or Basic)."""
 
     async def __aenter__(self) -> RegistryClient:
         timeout = aiohttp.ClientTimeout(total=None, connect=15, sock_read=60)
@@ -84,9 +97,9 @@ class RegistryClient:
         scope = f"repository:{ref.repository}:pull"
         for attempt in range(2):
             headers = {"Accept": accept} if accept else {}
-            token = self.tokens.get((ref.registry, scope))
-            if token:
-                headers["Authorization"] = f"Bearer {token}"
+            authorization = self.authorization.get((ref.registry, scope))
+            if authorization:
+                headers["Authorization"] = authorization
             try:
                 response = await self.session.get(url, headers=headers)
             except (aiohttp.ClientError, OSError) as exc:
@@ -102,28 +115,39 @@ class RegistryClient:
         return response
 
     async def _fetch_token(self, ref: Reference, challenge: str, scope: str) -> None:
+        """Answer a 401: a bearer token from the realm (anonymous, or with the user's
+        credentials as Basic auth, as `docker login` users expect), or Basic auth itself."""
         assert self.session is not None
+        creds = credentials(ref, self.registries.get(ref.config_key, {}))
+        basic = aiohttp.BasicAuth(*creds) if creds else None
+        if challenge.lower().startswith("basic") and basic is not None:
+            self.authorization[(ref.registry, scope)] = basic.encode()
+            return
         if not challenge.lower().startswith("bearer "):
             shown = challenge or "no challenge"
-            raise BaseError(f"the registry {ref.registry} wants credentials ({shown}); only "
-                            "anonymous pulls are supported.")
+            raise BaseError(f"the registry {ref.registry} wants credentials ({shown}).",
+                            _login_hint(ref))
         params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
         realm = params.pop("realm", "")
         if not realm:
             raise BaseError(f"the registry {ref.registry} sent a token challenge without a realm.")
         query = {"service": params.get("service", ""), "scope": params.get("scope", scope)}
+        if creds:
+            query["account"] = creds[0]
         try:
-            async with self.session.get(realm, params=query) as response:
+            async with self.session.get(realm, params=query, auth=basic) as response:
                 if response.status != 200:
-                    raise BaseError(f"the token server of {ref.registry} refused an anonymous "
-                                    f"token ({response.status}); the image may be private.")
+                    who = f"the credentials of {creds[0]}" if creds else "an anonymous token"
+                    raise BaseError(f"the token server of {ref.registry} refused {who} "
+                                    f"({response.status}); the image may be private.",
+                                    _login_hint(ref))
                 body = await response.json(content_type=None)
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise BaseError(f"cannot get a token for {ref.registry}: {exc}.") from None
         token = body.get("token") or body.get("access_token")
         if not token:
             raise BaseError(f"the token server of {ref.registry} sent no token.")
-        self.tokens[(ref.registry, scope)] = str(token)
+        self.authorization[(ref.registry, scope)] = f"Bearer {token}"
 
     async def manifest(self, ref: Reference, want: tuple[str, str] | None = None) -> Manifest:
         """The image manifest for the host's platform (resolving an index if needed)."""
