@@ -34,7 +34,7 @@ def test_everything_is_403_without_the_token(served: tuple[User, str]) -> None:
     _, base = served
     for method, path in (("GET", "/"), ("GET", "/static/app.js"),
                          ("GET", "/manifest.webmanifest"), ("GET", "/api/sessions"),
-                         ("POST", "/api/sessions"),
+                         ("POST", "/api/sessions"), ("GET", "/api/sessions/x/logs"),
                          ("DELETE", "/api/sessions/x"), ("POST", "/api/sessions/x/shell"),
                          ("GET", "/api/events"), ("GET", "/ws?session=x&pty=0")):
         assert run(status(base + path, method)) == 403, path

@@ -401,3 +401,24 @@ def test_chromium_finds_the_page_installable(tmp_path: Path, playwright: Playwri
     context.close()
     assert manifest["errors"] == [] and manifest["manifest"]["display"] == "kStandalone"
     assert errors == []
+
+
+def test_history_shows_earlier_output_as_text(browser: Browser,
+                                              served: tuple[User, str]) -> None:
+    _, context, page = session_page(
+        browser, served, "chatty",
+        "i=1; while [ $i -le 300 ]; do printf '\\033[32mline %d\\033[0m\\n' $i; i=$((i+1)); done;"
+        " exec sleep 1000")
+    wait_screen(page, "line 300")
+    assert "line 1\n" not in screen(page) + "\n"  # scrolled off before the page came
+    page.locator("#history-open").click()
+    history = page.locator("#history-text")
+    history.wait_for(state="visible")
+    text = history.inner_text()
+    assert text.startswith("line 1\nline 2\n") and "line 300" in text
+    assert "\x1b" not in text and "[32m" not in text
+    assert page.evaluate("(() => { const e = document.getElementById('history-text');"
+                         " return e.scrollTop + e.clientHeight >= e.scrollHeight - 2; })()")
+    page.locator("#history button", has_text="Close").click()
+    page.locator("#history").wait_for(state="hidden")
+    context.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from coop.errors import CoopError
 from coop.ipc.client import DaemonError, call, connect, request
 from coop.ipc.framing import CONTROL, FrameParser
 from coop.paths import coop_paths
+from coop.pty.plain import plain_text
 from coop.pty.relay import window_size
 
 IDENTITY_VARS = ("HOME", "USER")
@@ -141,16 +141,6 @@ def ls(as_json: bool) -> int:
     if web:
         print(web)
     return 0
-
-
-_ESCAPES = re.compile(rb"\x1b\[[0-9;?<>=!]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"
-                      rb"|\x1b[P^_][^\x1b]*\x1b\\|\x1b[()*+][0-9A-Za-z]|\x1b[@-Z\\-_=>78]")
-
-
-def plain_text(data: bytes) -> bytes:
-    """Terminal output as text: escape sequences stripped, CRLF as LF."""
-    text = _ESCAPES.sub(b"", data).replace(b"\r\n", b"\n")
-    return re.sub(rb"[^\n]*\r(?!\n)", b"", text).replace(b"\x07", b"")
 
 
 def logs(session: str | None, pty: int, follow: bool, lines: int | None, raw: bool,

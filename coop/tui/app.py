@@ -245,7 +245,7 @@ class TerminalScreen(Screen[None]):
         tabs.active = ids[(ids.index(tabs.active) + step) % len(ids)]
 
     async def action_scrollback(self) -> None:
-        from coop.commands.session import plain_text
+        from coop.pty.plain import plain_text
 
         pty = int(self.query_one(TabbedContent).active.removeprefix("pty-"))
         conn = await AsyncConnection.open(self.paths)

@@ -74,6 +74,7 @@ class WebServer:
             web.post("/api/sessions", self.create_session),
             web.delete("/api/sessions/{name}", self.kill_session),
             web.post("/api/sessions/{name}/shell", self.new_shell),
+            web.get("/api/sessions/{name}/logs", self.logs),
             web.get("/api/events", self.events),
             web.get("/ws", self.terminal),
         ])
@@ -221,6 +222,35 @@ class WebServer:
             return web.json_response(found, status=404)
         reply = await found.request({"cmd": "new_shell"})
         return web.json_response(reply, status=200 if reply.get("ok") else 400)
+
+    async def logs(self, request: web.Request) -> web.Response:
+        """A PTY's recent output as plain text (the page's history view): the lines a
+        screen-redrawing terminal cannot scroll back to after a reconnect."""
+        from coop.ipc.framing import CONTROL, FrameParser
+        from coop.pty.plain import plain_text
+
+        name = request.match_info["name"]
+        try:
+            pty = int(request.query.get("pty", "0"))
+            lines = max(1, min(int(request.query.get("lines", "2000")), 20000))
+        except ValueError:
+            raise web.HTTPBadRequest(text="pty and lines are numbers") from None
+        found = self.daemon.find(name)
+        if isinstance(found, dict):
+            raise web.HTTPNotFound()
+        reader, writer = await found.open_stream(
+            {"cmd": "logs", "session": name, "pty": pty, "lines": lines})
+        try:
+            length = int.from_bytes(await reader.readexactly(4), "big")
+            reply = json.loads(await reader.readexactly(length))
+            if not reply.get("ok"):
+                raise web.HTTPNotFound(text=str(reply.get("message", "")))
+            parser = FrameParser(stream=True)
+            parser.feed(await reader.read())
+            data = b"".join(body for kind, body in parser.frames() if kind != CONTROL)
+        finally:
+            writer.close()
+        return web.Response(body=plain_text(data), content_type="text/plain", charset="utf-8")
 
     async def events(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=20)

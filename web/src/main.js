@@ -513,6 +513,19 @@ $("new-session").addEventListener("submit", async (event) => {
   }
 });
 
+// The agent's earlier output as text: a redrawing terminal has no scrollback after a
+// reconnect, and a phone scrolls a page of text far better than a terminal.
+$("history-open").addEventListener("click", async () => {
+  if (!ui.current) return;
+  const query = new URLSearchParams({ pty: String(ui.pty), lines: "3000" });
+  const response = await fetch(`/api/sessions/${encodeURIComponent(ui.current)}/logs?${query}`);
+  const text = $("history-text");
+  text.textContent = response.ok ? await response.text() : `(no history: ${response.status})`;
+  $("history-title").textContent = `History · ${ui.current} · ${ui.pty === 0 ? "agent" : `shell ${ui.pty}`}`;
+  $("history").showModal();
+  text.scrollTop = text.scrollHeight;
+});
+
 $("fit").addEventListener("click", () => {
   setClaim(!ui.claim);
   ui.link?.sendSize();
