@@ -422,3 +422,22 @@ def test_history_shows_earlier_output_as_text(browser: Browser,
     page.locator("#history button", has_text="Close").click()
     page.locator("#history").wait_for(state="hidden")
     context.close()
+
+
+def test_the_page_over_tls(browser: Browser, session_user: User) -> None:
+    from tests.helpers import free_port
+
+    port = free_port()
+    served = session_user.coop("serve", "--port", str(port), "--token", TOKEN, "--tls",
+                               "--json")
+    assert served.returncode == 0, served.stderr
+    start(session_user, "secure", "PS1='secure$ ' exec sh")
+    # The user accepts the self-signed certificate (after comparing its fingerprint).
+    context = browser.new_context(viewport=DESKTOP,  # type: ignore[arg-type]
+                                  ignore_https_errors=True)
+    page = open_page(context, f"https://127.0.0.1:{port}", "secure")
+    assert page.url.startswith("https://")
+    wait_screen(page, "secure$")
+    type_line(page, "echo over-$((6*7))-wss")
+    wait_screen(page, "over-42-wss")
+    context.close()
