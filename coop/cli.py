@@ -166,6 +166,12 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     logs.add_argument("--network", action="store_true",
                       help="the proxy's denials instead of a PTY's output")
 
+    allow = add("allow", "let a host through a session's proxy until it ends (see `coop logs "
+                "--network`; for good, add it to `network.allow` in the Coopfile)",
+                "coop allow pypi.example.org\ncoop allow 10.0.0.5 myapp")
+    allow.add_argument("host", help="a host name or IP address the agent was refused")
+    allow.add_argument("session", nargs="?", help="name or workspace path")
+
     restart = add("restart", "restart a session's agent", "coop restart\ncoop restart myapp")
     restart.add_argument("session", nargs="?", help="name or workspace path")
 
@@ -255,7 +261,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser,
     return start_or_attach(args.workspace, args.file, args.name, tail, args.detach, args.quiet)
 
 
-SESSION_COMMANDS = ("attach", "shell", "ls", "logs", "restart", "kill", "status", "daemon",
+SESSION_COMMANDS = ("attach", "shell", "ls", "logs", "allow", "restart", "kill", "status",
+                    "daemon",
                     "build", "image", "volume", "system", "tui", "serve")
 
 
@@ -273,6 +280,8 @@ def _dispatch_session(args: argparse.Namespace) -> int:
                             args.network)
     if args.command == "restart":
         return session.restart(args.session)
+    if args.command == "allow":
+        return session.allow(args.host, args.session)
     if args.command == "kill":
         return session.kill(args.sessions, args.all, args.force)
     if args.command == "status":

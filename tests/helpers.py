@@ -7,6 +7,7 @@ would hit (and /home is where real users keep their secrets).
 
 from __future__ import annotations
 
+import http.server
 import os
 import pty
 import select
@@ -220,3 +221,26 @@ for line in sys.stdin:
         break
 out.write("\x1b[?1049l")
 '''
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    """A service on the host that answers every GET with "hello from the host PATH"."""
+
+    def do_GET(self) -> None:
+        body = f"hello from the host {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def hello_server() -> http.server.ThreadingHTTPServer:
+    """A `Hello` server on a free port of the host's 127.0.0.1, serving in a thread."""
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -22,21 +22,9 @@ from pathlib import Path
 import pytest
 
 from coop.net.policy import AllowList, parse_ip
-from tests.helpers import User, free_port
+from tests.helpers import Hello, User, free_port, hello_server
 
 PROXY = "http://127.0.0.1:3128"
-
-
-class Hello(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = f"hello from the host {self.path}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +94,38 @@ def test_unlisted_host_is_refused_with_a_clear_error(user: User,
     assert "CONNECT tunnel failed, response 403" in out
     assert b"coop: blocked 127.0.0.1:" in result.stderr
     assert b"coop: blocked example.com:443" in result.stderr
+
+
+def wait_for_logs(user: User, session: str, needle: bytes, timeout: float = 15) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        text = user.coop("logs", session).stdout
+        if needle in text or time.monotonic() > deadline:
+            assert needle in text, text[-500:]
+            return text
+        time.sleep(0.2)
+
+
+def test_coop_allow_lets_a_refused_host_through_for_the_session(
+        session_user: User) -> None:
+    server = hello_server()
+    port = server.server_address[1]
+    fetch = f"curl -s --noproxy '' -w ' %{{http_code}}' http://127.0.0.1:{port}/approved"
+    try:
+        assert session_user.coop("-d", "-n", "asks", "--", "sh", "-c",
+                                 f"while :; do {fetch}; echo; sleep 0.3; done").returncode == 0
+        before = wait_for_logs(session_user, "asks", b" 403")
+        assert b"coop allow 127.0.0.1" in before  # the refusal says how to allow it
+        allowed = session_user.coop("allow", "127.0.0.1", "asks")
+        assert allowed.returncode == 0, allowed.stderr
+        assert b"127.0.0.1 is allowed in asks until it ends" in allowed.stdout
+        wait_for_logs(session_user, "asks", b"hello from the host /approved 200")
+        [info] = json.loads(session_user.coop("ls", "--json").stdout)
+        assert info["network_approved"] == ["127.0.0.1"]
+        bad = session_user.coop("allow", "no such host!", "asks")
+        assert bad.returncode == 1 and b"is not a host name or IP address" in bad.stderr
+    finally:
+        server.shutdown()
 
 
 def test_direct_connections_to_host_loopback_fail(user: User,

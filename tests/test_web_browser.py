@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from coop.pty.filter import WARNING
-from tests.helpers import COOP, TOKEN, User, spawn_on_pty
+from tests.helpers import COOP, TOKEN, User, hello_server, spawn_on_pty
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(os.environ.get("COOP_SCREENSHOTS") or
@@ -441,3 +441,23 @@ def test_the_page_over_tls(browser: Browser, session_user: User) -> None:
     type_line(page, "echo over-$((6*7))-wss")
     wait_screen(page, "over-42-wss")
     context.close()
+
+
+def test_a_refused_host_is_approved_from_the_page(browser: Browser,
+                                                  served: tuple[User, str]) -> None:
+    server = hello_server()
+    port = server.server_address[1]
+    fetch = f"curl -s --noproxy '' -w ' %{{http_code}}' http://127.0.0.1:{port}/from-the-page"
+    try:
+        _, context, page = session_page(browser, served, "netty",
+                                        f"while :; do {fetch}; echo; sleep 0.5; done")
+        bar = page.locator(".approval", has_text="127.0.0.1")
+        bar.wait_for(timeout=15000)
+        assert "netty: the agent was refused 127.0.0.1" in bar.inner_text()
+        assert "not on the allow list" in bar.inner_text()  # why
+        bar.locator("button", has_text="Allow for this session").click()
+        wait_screen(page, "hello from the host /from-the-page 200", timeout=15)
+        assert page.locator(".approval").count() == 0
+        context.close()
+    finally:
+        server.shutdown()

@@ -167,6 +167,14 @@ def logs(session: str | None, pty: int, follow: bool, lines: int | None, raw: bo
     return 0
 
 
+def allow(host: str, session: str | None) -> int:
+    reply = call(coop_paths(), {"cmd": "allow", "host": host, "session": session,
+                                "cwd": os.getcwd()})
+    print(f"{reply['host']} is allowed in {reply['session']} until it ends "
+          "(for good: add it to `network.allow` in the Coopfile)")
+    return 0
+
+
 def restart(session: str | None) -> int:
     reply = call(coop_paths(), {"cmd": "restart", "session": session, "cwd": os.getcwd()})
     print(f"restarting the agent of {reply.get('session', session)}")

@@ -460,6 +460,14 @@ class Daemon:
         reply = await found.request({"cmd": "restart"})
         return {**reply, "session": found.name}
 
+    async def cmd_allow(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+        """Let a host through a session's proxy while it runs (`coop allow HOST`)."""
+        found = self.find(message.get("session"), message.get("cwd"))
+        if isinstance(found, dict):
+            return found
+        reply = await found.request({"cmd": "allow", "host": message.get("host")})
+        return {**reply, "session": found.name}
+
     async def cmd_resize(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
         found = self.find(message.get("session"), message.get("cwd"))
         if isinstance(found, dict):

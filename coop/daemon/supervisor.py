@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import stat
@@ -50,6 +51,8 @@ from coop.sandbox.plan import build_plan, prepare, remove_tree
 log = logging.getLogger("coop.supervisor")
 
 CRASH_WINDOW = 5.0
+HOST_RE = re.compile(r"[A-Za-z0-9._:-]{1,253}")
+"""A host name or an IP address, as `coop allow` and the page may approve one."""
 CRASH_LIMIT = 3
 KILL_GRACE = 5.0
 NOTIFY_SCRIPT = """#!/bin/sh
@@ -99,6 +102,9 @@ class Supervisor:
         self.network_allow: list[str] = []
         self.ports: list[str] = []
         self.denials: deque[Denial] = deque(maxlen=1000)
+        self.proxy: ForwardProxy | None = None
+        self.approved: list[str] = []
+        """Hosts the user let through while the session runs (`coop allow`, the page)."""
         self.network_followers: set[Conn] = set()
         self.forwards: list[PortForward] = []
 
@@ -201,6 +207,7 @@ class Supervisor:
         if self.sandbox.proxy_listener is not None:
             proxy = ForwardProxy(AllowList(self.network_allow), on_denial=self._on_denial)
             await proxy.start(self.sandbox.proxy_listener)
+            self.proxy = proxy
         for entry in self.ports:
             host_port, inside_port = (int(p) for p in entry.split(":"))
             if self.network_mode == "host":
@@ -389,6 +396,8 @@ class Supervisor:
             return {"ok": True}
         if cmd == "restart":
             return self.restart_agent()
+        if cmd == "allow":
+            return self.approve(str(message.get("host") or ""))
         if cmd == "new_shell":
             pty = self._shell_pty({"new": True, "size": message.get("size")})
             return pty if isinstance(pty, dict) else {"ok": True, "pty": pty.ident}
@@ -559,10 +568,22 @@ class Supervisor:
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "workspace": self.workspace, "created": self.created,
                 "state": self.state, "supervisor_pid": os.getpid(),
-                "input_filter": self.input_filter,
+                "input_filter": self.input_filter, "network_approved": self.approved,
                 "ptys": [pty.info() for pty in sorted(self.ptys.values(),
                                                       key=lambda p: p.ident)
                          if pty.started_at]}
+
+    def approve(self, host: str) -> dict[str, Any]:
+        """The user let a host through the proxy for the rest of this session."""
+        if self.proxy is None:
+            return error("INVALID_COMMAND", f"session {self.name} does not use the proxy "
+                                            f"(network: {self.network_mode})")
+        if not HOST_RE.fullmatch(host):
+            return error("INVALID_COMMAND", f"{host!r} is not a host name or IP address")
+        self.proxy.allow.approve(host)
+        self.approved.append(host)
+        self.emit({"event": "network_approved", "host": host})
+        return {"ok": True, "host": host}
 
     def restart_agent(self) -> dict[str, Any]:
         agent = self.ptys.get(0)

@@ -57,6 +57,18 @@ class AllowList:
         self.trusted_names = {e.lower() for e in entries if not e.startswith("*.")
                               and parse_ip(e) is None}
 
+    def approve(self, host: str) -> None:
+        """Let `host` through from now on (the user approved it while the session runs).
+        Unlike a Coopfile entry, an approved name still may not resolve to a private or
+        local address: approving what the agent asked for must not open the LAN by
+        surprise. An IP literal is approved as itself."""
+        ip = parse_ip(host)
+        if ip is not None:
+            self.ips.add(ip)
+        else:
+            self.exact.add(host.lower().rstrip("."))
+        self.entries = (*self.entries, host)
+
     def check_name(self, host: str) -> Decision:
         """May this host name (or IP literal) be asked for at all?"""
         ip = parse_ip(host)

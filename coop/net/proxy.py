@@ -189,8 +189,9 @@ class ForwardProxy:
         if self.on_denial is not None:
             self.on_denial(denial)
         await self._reply(writer, 403, "Forbidden",
-                          f"coop proxy: {reason}. To allow it, add it to `network.allow` in "
-                          "the Coopfile and start a new session.")
+                          f"coop proxy: {reason}. To allow it for this session, run `coop "
+                          f"allow {host}` on the host (or approve it in the web page); for "
+                          "good, add it to `network.allow` in the Coopfile.")
 
     @staticmethod
     async def _reply(writer: asyncio.StreamWriter, code: int, status: str, text: str) -> None:

@@ -47,6 +47,20 @@ TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
          ".webmanifest": "application/manifest+json", ".txt": "text/plain"}
 
 
+async def _json_with(request: web.Request, key: str, shown: str) -> dict[str, Any]:
+    """The request's JSON object, which must hold the string `key`; else a 400 that says
+    what to send."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get(key), str):
+        raise web.HTTPBadRequest(text=json.dumps({"ok": False,
+                                                  "message": f'send {{"{key}": {shown}}}'}),
+                                 content_type="application/json")
+    return body
+
+
 class WebServer:
     def __init__(self, daemon: Daemon, host: str, port: int, token: str | None = None,
                  read_only: bool = False, tls: bool = False) -> None:
@@ -75,6 +89,7 @@ class WebServer:
             web.delete("/api/sessions/{name}", self.kill_session),
             web.post("/api/sessions/{name}/shell", self.new_shell),
             web.get("/api/sessions/{name}/logs", self.logs),
+            web.post("/api/sessions/{name}/allow", self.allow_host),
             web.get("/api/events", self.events),
             web.get("/ws", self.terminal),
         ])
@@ -186,14 +201,7 @@ class WebServer:
 
     async def create_session(self, request: web.Request) -> web.Response:
         self._full(request)
-        try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"ok": False, "message": "the body is not JSON"},
-                                     status=400)
-        if not isinstance(body, dict) or not isinstance(body.get("workspace"), str):
-            return web.json_response({"ok": False, "message": 'send {"workspace": PATH}'},
-                                     status=400)
+        body = await _json_with(request, "workspace", "PATH")
         from coop.commands.session import create_request
         from coop.config.coopfile import load_config
         from coop.errors import CoopError
@@ -221,6 +229,15 @@ class WebServer:
         if isinstance(found, dict):
             return web.json_response(found, status=404)
         reply = await found.request({"cmd": "new_shell"})
+        return web.json_response(reply, status=200 if reply.get("ok") else 400)
+
+    async def allow_host(self, request: web.Request) -> web.Response:
+        """Approve a host the proxy refused, for the rest of the session (SPEC §12a)."""
+        self._full(request)
+        body = await _json_with(request, "host", "NAME")
+        reply = await self.daemon.cmd_allow(None,  # type: ignore[arg-type]
+                                            {"session": request.match_info["name"],
+                                             "host": body["host"]})
         return web.json_response(reply, status=200 if reply.get("ok") else 400)
 
     async def logs(self, request: web.Request) -> web.Response:
