@@ -158,6 +158,13 @@ def test_names_resolving_to_private_addresses_are_refused() -> None:
     assert not allow.check_name("corp.example").allowed  # a wildcard is not its apex
     assert AllowList([]).check_name("api.anthropic.com").allowed  # the defaults
     assert AllowList([]).check_name("registry.npmjs.org").allowed
+    # Approved while the session runs: let through, but never onto a private address.
+    allow.approve("pypi.internal.example")
+    assert allow.check_name("pypi.internal.example").allowed
+    assert allow.check_address("pypi.internal.example", public).allowed
+    assert not allow.check_address("pypi.internal.example", private).allowed
+    allow.approve("10.9.9.9")
+    assert allow.check_name("10.9.9.9").allowed
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs an /etc/hosts entry (root)")
