@@ -233,9 +233,9 @@ def test_two_browsers_and_a_local_attach_see_the_same_screen(
     type_line(first, "echo from-the-first-$((5*5))")
     wait_screen(second, "from-the-first-25")
     local.read_until(b"from-the-first-25")
-    local.write(b"echo from-the-terminal\r")
-    wait_screen(first, "from-the-terminal\n")
-    wait_screen(second, "from-the-terminal\n")
+    local.write(b"echo from-the-$((2*2))-terminal\r")
+    wait_screen(first, "from-the-4-terminal")
+    wait_screen(second, "from-the-4-terminal")
     first.wait_for_timeout(300)
     assert screen(first) == screen(second)
     local.write(b"\x1d")  # detach
@@ -248,8 +248,8 @@ def test_the_page_reconnects_after_the_server_drops_it(
         browser: Browser, served: tuple[User, str]) -> None:
     user, context, page = shell_page(browser, served, "steady")
     base = served[1]
-    type_line(page, "echo before-the-drop")
-    wait_screen(page, "before-the-drop\n")
+    type_line(page, "echo before-the-$((1+1))-drop")  # the output differs from the input
+    wait_screen(page, "before-the-2-drop")
     before = screen(page)
     port = base.rsplit(":", 1)[1]
     assert user.coop("serve", "--stop").returncode == 0
@@ -258,11 +258,11 @@ def test_the_page_reconnects_after_the_server_drops_it(
     page.wait_for_function("() => coop.ui.link.ws.readyState === 1 && "
                            "document.querySelector('#conn').textContent === 'live'",
                            timeout=20000)
-    wait_screen(page, "before-the-drop\n")
+    wait_screen(page, "before-the-2-drop")
     page.wait_for_timeout(300)
     assert screen(page) == before  # repainted from the snapshot, not appended to
-    type_line(page, "echo after-the-drop")
-    wait_screen(page, "after-the-drop\n")
+    type_line(page, "echo after-the-$((1+2))-drop")
+    wait_screen(page, "after-the-3-drop")
     context.close()
 
 

@@ -16,7 +16,7 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from coop.web.addresses import lan_addresses
 from coop.web.auth import COOKIE, Auth
@@ -75,6 +75,7 @@ class WebServer:
             self.tls = certificate(daemon.paths.state_dir / "web-tls", self.auth.names)
         self.terminals = 0
         self.watchers = 0
+        self.sockets: set[web.WebSocketResponse] = set()
 
     async def start(self) -> None:
         app = web.Application(middlewares=[self.guard], client_max_size=64 * 1024)
@@ -102,6 +103,10 @@ class WebServer:
         await web.TCPSite(self.runner, self.host, self.port, ssl_context=context).start()
 
     async def stop(self) -> None:
+        """Close every WebSocket first (pages then reconnect to whoever serves next):
+        aiohttp would otherwise wait for them to end on their own."""
+        for ws in list(self.sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"coop serve stopped")
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -275,6 +280,7 @@ class WebServer:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         self.daemon.web_subscribers.add(queue)
         self.watchers += 1
+        self.sockets.add(ws)
 
         async def forward() -> None:
             while True:
@@ -286,6 +292,7 @@ class WebServer:
                 pass
         finally:
             sender.cancel()
+            self.sockets.discard(ws)
             self.watchers -= 1
             self.daemon.web_subscribers.discard(queue)
         return ws
@@ -308,8 +315,10 @@ class WebServer:
                               read_only=request.get(ACCESS) != "full",
                               flow=request.query.get("flow") == "1")
         self.terminals += 1
+        self.sockets.add(ws)
         try:
             await relay.run()
         finally:
+            self.sockets.discard(ws)
             self.terminals -= 1
         return ws
