@@ -107,7 +107,7 @@ def test_kill_asks_then_kills(session_user: User) -> None:
     seen = pilot(session_user, """
         await wait_for(pilot, lambda: len(rows(app)) == 1)
         await pilot.press("k")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmKill), 5)
         asked = isinstance(app.screen, ConfirmKill)
         question = str(app.screen.query_one("#question").render()) if asked else ""
         await pilot.press("y")
@@ -136,7 +136,7 @@ def test_new_session_from_the_workspace_picker(session_user: User) -> None:
     seen = pilot(session_user, f"""
         await pilot.pause(0.3)
         await pilot.press("n")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.screen.query("#workspace"), 5)
         field = app.screen.query_one("#workspace")
         field.value = {str(other)!r}
         await pilot.press("enter")
@@ -193,15 +193,16 @@ def test_filter_and_sort(session_user: User) -> None:
     seen = pilot(session_user, """
         await wait_for(pilot, lambda: len(rows(app)) == 3)
         await pilot.press("slash")
+        await wait_for(pilot, lambda: app.focused is app.filter_field)  # not "n" for New
         for key in "an":
             await pilot.press(key)
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: len(rows(app)) == 1, 5)
         filtered = [r[1] for r in rows(app)]
         await pilot.press("enter")
         app.query_one("#filter").value = ""
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: len(rows(app)) == 3, 5)
         await pilot.press("o")  # by activity: the session that printed comes first
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: rows(app)[0][1] == "cherry", 5)
         print(json.dumps({"filtered": filtered, "by_activity": [r[1] for r in rows(app)]}))
     """)
     assert seen["filtered"] == ["banana"]
