@@ -461,3 +461,22 @@ def test_a_refused_host_is_approved_from_the_page(browser: Browser,
         context.close()
     finally:
         server.shutdown()
+
+
+def test_a_crashed_agent_is_restarted_from_the_page(browser: Browser,
+                                                   served: tuple[User, str]) -> None:
+    user, base = served
+    (user.workspace / "Coopfile").write_text(
+        "agent:\n  command: sh -c 'n=$(cat count 2>/dev/null || echo 0); n=$((n+1));"
+        " echo $n > count; echo attempt-$n; exit 3'\n  restart_delay_ms: 100\n")
+    user.chown(user.workspace)
+    assert user.coop("-d", "-n", "crashy").returncode == 0
+    context = desktop(browser)
+    page = open_page(context, base, "crashy")
+    page.locator(".tab", has_text="crashed").wait_for(timeout=20000)
+    attempts = int((user.workspace / "count").read_text())
+    page.locator("#restart").click()  # not running: no question to answer
+    page.wait_for_function("n => coop.screen().includes(`attempt-${n + 1}`)", arg=attempts,
+                           timeout=15000)
+    assert int((user.workspace / "count").read_text()) > attempts
+    context.close()

@@ -91,6 +91,7 @@ class WebServer:
             web.post("/api/sessions/{name}/shell", self.new_shell),
             web.get("/api/sessions/{name}/logs", self.logs),
             web.post("/api/sessions/{name}/allow", self.allow_host),
+            web.post("/api/sessions/{name}/restart", self.restart_agent),
             web.get("/api/events", self.events),
             web.get("/ws", self.terminal),
         ])
@@ -235,6 +236,13 @@ class WebServer:
             return web.json_response(found, status=404)
         reply = await found.request({"cmd": "new_shell"})
         return web.json_response(reply, status=200 if reply.get("ok") else 400)
+
+    async def restart_agent(self, request: web.Request) -> web.Response:
+        """Start the agent again (after a crash loop, from a phone)."""
+        self._full(request)
+        reply = await self.daemon.cmd_restart(None,  # type: ignore[arg-type]
+                                              {"session": request.match_info["name"]})
+        return web.json_response(reply, status=200 if reply.get("ok") else 404)
 
     async def allow_host(self, request: web.Request) -> web.Response:
         """Approve a host the proxy refused, for the rest of the session (SPEC §12a)."""

@@ -398,7 +398,8 @@ function renderTabs() {
     tab.setAttribute("role", "tab");
     tab.dataset.pty = String(pty.id);
     tab.textContent = pty.kind === "agent" ? `agent · ${pty.command}` : `shell ${pty.id}`;
-    if (!pty.alive) tab.textContent += " (exited)";
+    if (!pty.alive) tab.textContent += pty.kind === "agent" && session.state === "crashed"
+      ? " (crashed: ↻ Restart)" : " (exited)";
     if (pty.waiting) tab.textContent += " ●";
     const blockedAt = ui.blocked.get(`${session.name}/${pty.id}`);
     if (blockedAt && Date.now() - blockedAt < BLOCKED_MARK_MS) {
@@ -536,6 +537,24 @@ $("kill").addEventListener("click", async () => {
     ui.link = null;
     ui.current = null;
     await refresh();
+  } catch (error) {
+    banner(String(error.message || error));
+  }
+});
+
+$("restart").addEventListener("click", async () => {
+  const name = ui.current;
+  const session = ui.sessions.find((s) => s.name === name);
+  if (!session) return;
+  const agent = (session.ptys || []).find((pty) => pty.kind === "agent");
+  const running = session.state === "running" && agent?.alive;
+  if (running && !(await ask(`Restart the agent of ${name}? It is stopped first.`, "Restart"))) {
+    return;
+  }
+  try {
+    await api("POST", `/api/sessions/${encodeURIComponent(name)}/restart`);
+    banner(`Restarting the agent of ${name}…`, 3000);
+    select(name, 0);
   } catch (error) {
     banner(String(error.message || error));
   }
