@@ -58,6 +58,17 @@ def test_doctor_command_passes_here(user: User) -> None:
     result = user.coop("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "✓ sandbox probe" in result.stdout.decode()
+    assert "✓ web page: built into the package" in result.stdout.decode()
+
+
+def test_a_missing_web_page_is_reported_with_the_build_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coop.web import server
+
+    monkeypatch.setattr(server, "STATIC", tmp_path)
+    check = server.page_check()
+    assert not check.ok and not check.required  # sandboxes still run
+    assert "npm ci && npm run build" in check.fix
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")

@@ -9,7 +9,9 @@ from coop.sandbox.doctor import run_checks
 
 
 def doctor(as_json: bool = False) -> int:
-    checks = run_checks()
+    from coop.web.server import page_check
+
+    checks = [*run_checks(), page_check()]
     failed = any(not c.ok and c.required for c in checks)
     if as_json:
         print(json.dumps({"ok": not failed, "checks": [c.as_dict() for c in checks]}, indent=2))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, web
 
+from coop.sandbox.doctor import Check
 from coop.web.addresses import lan_addresses
 from coop.web.auth import COOKIE, Auth
 from coop.web.terminal import TerminalRelay, filter_for
@@ -45,6 +46,15 @@ SECURITY_HEADERS = {
 }
 TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
          ".webmanifest": "application/manifest+json", ".txt": "text/plain"}
+
+
+def page_check() -> Check:
+    """For `coop doctor`: is the browser page in this installation? (Optional: the API
+    works without it.)"""
+    built = (STATIC / "index.html").is_file() and (STATIC / "app.js").is_file()
+    return Check("web page", built, "built into the package" if built else
+                 "not built: `coop serve` shows a page saying how to build it",
+                 "in coop's source tree: cd web && npm ci && npm run build", required=False)
 
 
 async def _json_with(request: web.Request, key: str, shown: str) -> dict[str, Any]:
