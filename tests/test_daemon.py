@@ -249,12 +249,15 @@ def test_idle_daemon_exits_and_removes_its_socket(session_user: User) -> None:
 
 def test_graceful_stop_leaves_sessions_running(session_user: User) -> None:
     start(session_user, "sh", "-c", "exec sleep 1000")
+    old = json.loads(session_user.coop("status", "--json").stdout)["daemon"]["pid"]
     result = session_user.coop("daemon", "stop")
     assert b"sessions keep running" in result.stdout
-    wait_for(lambda: not (session_user.coop_home / "run" / "daemon.sock").exists(),
-             what="daemon exit")
+    # When it says stopped, it has: the next command meets a new daemon, not a dying one.
+    assert not Path(f"/proc/{old}").exists()
+    assert not (session_user.coop_home / "run" / "daemon.sock").exists()
     [session] = ls(session_user)  # a new daemon adopts it
     assert session["state"] == "running"
+    assert json.loads(session_user.coop("status", "--json").stdout)["daemon"]["pid"] != old
 
 
 def test_coop_notify_marks_the_session_waiting(session_user: User) -> None:

@@ -224,6 +224,17 @@ def status(as_json: bool) -> int:
     return 0
 
 
+def _wait_gone(pid: int, timeout: float = 10) -> None:
+    """Until the process has exited (so "stopped" is true when it is printed)."""
+    deadline = time.monotonic() + timeout
+    while pid and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.02)
+
+
 def daemon(action: str, follow: bool = False) -> int:
     paths = coop_paths()
     if action == "status":
@@ -238,10 +249,11 @@ def daemon(action: str, follow: bool = False) -> int:
         return 0
     if action == "stop":
         try:
-            call(paths, {"cmd": "shutdown"}, autostart=False)
+            reply = call(paths, {"cmd": "shutdown"}, autostart=False)
         except DaemonError:
             print("the daemon is not running")
             return 0
+        _wait_gone(int(reply.get("pid") or 0))
         print("the daemon stopped; sessions keep running")
         return 0
     log = paths.daemon_log

@@ -225,10 +225,7 @@ class Daemon:
         for link in list(self.sessions.values()):
             link.conn.on_close = None
             link.conn.close()
-        if self.listener is not None:
-            self.listener.close()
-            with contextlib.suppress(FileNotFoundError):
-                self.socket_path.unlink()
+        self._stop_listening()
         with contextlib.suppress(FileNotFoundError):
             (self.paths.run_dir / "daemon.pid").unlink()
         if self.zygote is not None:
@@ -480,9 +477,21 @@ class Daemon:
         self.subscribers.add(conn)
 
     async def cmd_shutdown(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+        """Stop: from this reply on nobody new reaches this daemon (the next command
+        starts a fresh one), and the caller may wait for `pid` to be gone."""
         assert self.stopping is not None
+        self._stop_listening()
         asyncio.get_running_loop().call_later(0.05, self.stopping.set)
-        return {"ok": True}
+        return {"ok": True, "pid": os.getpid()}
+
+    def _stop_listening(self) -> None:
+        if self.listener is None:
+            return
+        asyncio.get_running_loop().remove_reader(self.listener.fileno())
+        self.listener.close()
+        self.listener = None
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
 
     async def cmd_serve(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
         """Start (or with `stop`, stop) the web server in this process."""
