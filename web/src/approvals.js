@@ -11,7 +11,7 @@ export function askNetwork(event) {
   bar.dataset.host = event.host;
   const what = document.createElement("span");
   what.className = "what";
-  what.textContent = `⛔ ${event.session}: the agent was refused ${event.host}:${event.port}`;
+  what.textContent = `${event.session}: the agent was refused ${event.host}:${event.port}`;
   const why = document.createElement("div");
   why.className = "why";
   why.textContent = event.reason || "";
