@@ -25,7 +25,7 @@ from coop.web.terminal import TerminalRelay, filter_for
 from coop.web.tls import Certificate, certificate
 
 if TYPE_CHECKING:
-    from coop.daemon.server import Daemon
+    from coop.daemon.server import Daemon, SessionLink
 
 ACCESS = "coop_access"
 STATIC = Path(__file__).parent / "static"
@@ -55,6 +55,13 @@ def page_check() -> Check:
     return Check("web page", built, "built into the package" if built else
                  "not built: `coop serve` shows a page saying how to build it",
                  "in coop's source tree: cd web && npm ci && npm run build", required=False)
+
+
+def _number(request: web.Request, key: str, default: int) -> int:
+    try:
+        return int(request.query.get(key) or default)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{key} is a number") from None
 
 
 async def _json_with(request: web.Request, key: str, shown: str) -> dict[str, Any]:
@@ -270,16 +277,10 @@ class WebServer:
         from coop.pty.plain import plain_text
 
         name = request.match_info["name"]
-        try:
-            pty = int(request.query.get("pty", "0"))
-            lines = max(1, min(int(request.query.get("lines", "2000")), 20000))
-        except ValueError:
-            raise web.HTTPBadRequest(text="pty and lines are numbers") from None
-        found = self.daemon.find(name)
-        if isinstance(found, dict):
-            raise web.HTTPNotFound()
-        reader, writer = await found.open_stream(
-            {"cmd": "logs", "session": name, "pty": pty, "lines": lines})
+        lines = max(1, min(_number(request, "lines", 2000), 20000))
+        _, (reader, writer) = await self._stream(name, {"cmd": "logs", "session": name,
+                                                        "pty": _number(request, "pty", 0),
+                                                        "lines": lines})
         try:
             length = int.from_bytes(await reader.readexactly(4), "big")
             reply = json.loads(await reader.readexactly(length))
@@ -315,18 +316,20 @@ class WebServer:
             self.daemon.web_subscribers.discard(queue)
         return ws
 
-    # -- terminals --------------------------------------------------------------------
-    async def terminal(self, request: web.Request) -> web.WebSocketResponse:
-        name = request.query.get("session", "")
-        try:
-            pty = int(request.query.get("pty", "0") or 0)
-        except ValueError:
-            raise web.HTTPBadRequest(text="pty is a number") from None
+    async def _stream(self, name: str, message: dict[str, Any]
+                      ) -> tuple[SessionLink, tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+        """A connection to the session's supervisor, as a client sending `message`."""
         found = self.daemon.find(name)
         if isinstance(found, dict):
             raise web.HTTPNotFound()
-        reader, writer = await found.open_stream(
-            {"cmd": "attach", "session": name, "pty": pty, "kind": "web"})
+        return found, await found.open_stream(message)
+
+    # -- terminals --------------------------------------------------------------------
+    async def terminal(self, request: web.Request) -> web.WebSocketResponse:
+        name = request.query.get("session", "")
+        pty = _number(request, "pty", 0)
+        found, (reader, writer) = await self._stream(
+            name, {"cmd": "attach", "session": name, "pty": pty, "kind": "web"})
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1 << 20)
         await ws.prepare(request)
         relay = TerminalRelay(ws, reader, writer, filter_for(found.info) if pty == 0 else None,
