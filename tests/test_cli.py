@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -82,3 +83,14 @@ def test_bash_completion_completes_subcommands(tmp_path: object) -> None:
              'echo "${COMPREPLY[@]}"\n')
     result = subprocess.run(["bash", "-c", probe], capture_output=True, check=True)
     assert result.stdout.decode().split("\n")[:2] == ["doctor", "--network"]
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(session_user: User) -> None:
+    started = session_user.coop("-d", "-n", "loud", "--", "sh", "-c",
+                                "yes 'a line of output' | head -n 40000; exec sleep 1000")
+    assert started.returncode == 0, started.stderr
+    time.sleep(1)
+    command = " ".join(COOP) + " logs loud | head -n 1"
+    result = session_user.run(["sh", "-c", command])
+    assert result.stdout == b"a line of output\n"
+    assert result.stderr == b""  # no "internal error: BrokenPipeError"

@@ -225,12 +225,15 @@ def status(as_json: bool) -> int:
 
 
 def _wait_gone(pid: int, timeout: float = 10) -> None:
-    """Until the process has exited (so "stopped" is true when it is printed)."""
+    """Until the process has exited (so "stopped" is true when it is printed). An exited
+    process its reaper has not collected yet (a zombie) counts as gone."""
     deadline = time.monotonic() + timeout
     while pid and time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state in ("Z", "X"):
             return
         time.sleep(0.02)
 
