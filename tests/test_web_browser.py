@@ -480,3 +480,14 @@ def test_a_crashed_agent_is_restarted_from_the_page(browser: Browser,
                            timeout=15000)
     assert int((user.workspace / "count").read_text()) > attempts
     context.close()
+
+
+def test_a_page_whose_token_was_replaced_says_so(browser: Browser,
+                                                 served: tuple[User, str]) -> None:
+    user, context, page = shell_page(browser, served, "renewed")
+    port = served[1].rsplit(":", 1)[1]
+    assert user.coop("serve", "--stop").returncode == 0
+    assert user.coop("serve", "--port", port, "--token", "a-new-token-" + TOKEN).returncode == 0
+    page.locator("#banner", has_text="This link no longer works").wait_for(timeout=20000)
+    assert page.locator("#conn").inner_text() == "link expired"
+    context.close()

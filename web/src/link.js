@@ -87,7 +87,7 @@ export class Link {
     this.timer = setTimeout(async () => {
       await refresh();
       const session = ui.sessions.find((s) => s.name === this.session);
-      if (this.closed) return;
+      if (this.closed || ui.expired) return; // retrying cannot help: a new link is needed
       if (!session) {
         connState("down", "session ended");
         return;

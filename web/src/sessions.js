@@ -26,7 +26,17 @@ export function refresh() {
       renderSessions();
       renderTabs();
     })
-    .catch(() => connState("down", "offline"))
+    .catch((error) => {
+      if (error.status === 403) {
+        // `coop serve` was started again with a new token: this page's cookie is stale.
+        ui.expired = true;
+        connState("down", "link expired");
+        banner("This link no longer works: coop serve was restarted with a new token. "
+               + "Open the new link (or scan the new QR code).", 600000);
+      } else {
+        connState("down", "offline");
+      }
+    })
     .finally(() => { refreshing = null; });
   return refreshing;
 }

@@ -12,7 +12,7 @@ export function store(key, value) {
 
 export const ui = {
   sessions: [], current: null, pty: 0, link: null, claim: false,
-  mods: { ctrl: false, alt: false }, waiting: new Map(), blocked: new Map(),
+  mods: { ctrl: false, alt: false }, waiting: new Map(), blocked: new Map(), expired: false,
   theme: stored("coop.theme", "auto"),
 };
 
@@ -47,6 +47,10 @@ export async function api(method, path, body) {
     body: body ? JSON.stringify(body) : undefined, credentials: "same-origin",
   });
   const reply = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(reply.message || `${method} ${path}: ${response.status}`);
+  if (!response.ok) {
+    const error = new Error(reply.message || `${method} ${path}: ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
   return reply;
 }
