@@ -223,10 +223,14 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
         disk.add_argument("names", nargs="*", metavar="NAME")
         disk.add_argument("--json", action="store_true", help="print JSON (ls)")
 
-    system = add("system", "coop's disk use: images, layer cache, bases, volumes, sessions",
-                 "coop system df\ncoop system df --json")
-    system.add_argument("action", choices=("df",))
-    system.add_argument("--json", action="store_true", help="print JSON")
+    system = add("system", "coop's disk use (df), and reclaiming it (prune): unused blobs, "
+                 "unfinished pulls, built layers no session uses and none used lately",
+                 "coop system df\ncoop system df --json\ncoop system prune\n"
+                 "coop system prune --keep-days 0   # every built layer no session uses")
+    system.add_argument("action", choices=("df", "prune"))
+    system.add_argument("--json", action="store_true", help="print JSON (df)")
+    system.add_argument("--keep-days", type=float, default=7, metavar="N",
+                        help="prune: keep built layers used in the last N days (default 7)")
 
     daemon = add("daemon", "the background daemon itself",
                  "coop daemon status\ncoop daemon stop\ncoop daemon logs -f")
@@ -305,6 +309,8 @@ def _dispatch_session(args: argparse.Namespace) -> int:
             return disk.image(args.action, args.names, args.json)
         if args.command == "volume":
             return disk.volume(args.action, args.names, args.json)
+        if args.action == "prune":
+            return disk.system_prune(args.keep_days)
         return disk.system_df(args.json)
     return session.daemon(args.action, args.follow)
 

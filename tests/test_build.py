@@ -108,3 +108,34 @@ def test_a_session_starts_from_the_built_base(session_user: User, world_tmp: Pat
     while b"built" not in session_user.coop("logs").stdout:
         assert time.monotonic() < deadline, "the session did not see its built layer"
         time.sleep(0.1)
+
+
+def test_system_prune_keeps_what_sessions_use_and_what_was_used_lately(
+        session_user: User, world_tmp: Path) -> None:
+    root = world_tmp / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    subprocess.run(["cp", "/bin/busybox", str(root / "bin" / "busybox")], check=True)
+    for applet in ("sh", "cat", "sleep", "mkdir", "echo"):
+        (root / "bin" / applet).symlink_to("busybox")
+    session_user.chown(root)
+    layers = session_user.coop_home / "data" / "layers"
+    coopfile(session_user, root, ["mkdir -p /etc && echo first > /etc/which"])
+    started = session_user.coop("-d", "-n", "old", "--", "sh", "-c",
+                                "exec sleep 1000")
+    assert started.returncode == 0, started.stderr
+    [first] = list(layers.iterdir())
+    coopfile(session_user, root, ["mkdir -p /etc && echo second > /etc/which"])
+    assert session_user.coop("build").returncode == 0
+    assert len(list(layers.iterdir())) == 2
+
+    kept = session_user.coop("system", "prune")  # both used today
+    assert kept.stdout.startswith(b"removed 0 built layer(s)"), kept.stderr
+    everything = session_user.coop("system", "prune", "--keep-days", "0")
+    assert everything.stdout.startswith(b"removed 1 built layer(s)"), everything.stderr
+    assert list(layers.iterdir()) == [first]  # the live session's layer stays
+    result = session_user.coop("run", "--", "cat", "/etc/which")  # rebuilt on demand
+    assert result.stdout == b"second\n", result.stderr
+    assert session_user.coop("kill", "old", "-f").returncode == 0
+    gone = session_user.coop("system", "prune", "--keep-days", "0")
+    assert gone.stdout.startswith(b"removed 2 built layer(s)"), gone.stderr
+    assert list(layers.iterdir()) == []

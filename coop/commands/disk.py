@@ -103,14 +103,24 @@ def volume(action: str, names: list[str], as_json: bool) -> int:
     return 0
 
 
+def _live_sessions(sessions: Path) -> list[dict[str, Any]]:
+    """What each live session recorded about itself (its data dir's meta.json)."""
+    found = []
+    for meta in sessions.glob("*/meta.json") if sessions.exists() else []:
+        try:
+            found.append(json.loads(meta.read_text()))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def _volumes_in_use(sessions: Path) -> set[str]:
     """Volumes named by the Coopfiles of live sessions' workspaces."""
     used: set[str] = set()
-    for meta in sessions.glob("*/meta.json") if sessions.exists() else []:
+    for meta in _live_sessions(sessions):
         try:
-            workspace = Path(json.loads(meta.read_text())["workspace"])
-            config = load_config(coop_paths(), workspace)
-        except (CoopError, OSError, ValueError, KeyError):
+            config = load_config(coop_paths(), Path(meta["workspace"]))
+        except (CoopError, OSError, KeyError):
             continue
         used |= {m.volume for m in config.mounts if m.volume}
     return used
@@ -143,3 +153,38 @@ def system_df(as_json: bool) -> int:
     table.append(("total", "", human(sum(r["size"] for r in rows))))
     print_table(table)
     return 0
+
+
+def system_prune(keep_days: float) -> int:
+    """Reclaim disk: unfinished pulls and blobs no image uses, incomplete build layers
+    (a build that died), and built layers that no live session stacks and nothing has
+    used for `keep_days` (they are rebuilt, from the cache of earlier steps, on demand)."""
+    paths = coop_paths()
+    freed = ImageStore(paths).prune()
+    in_use = _layers_in_use(paths.sessions_dir)
+    layers = paths.data_dir / "layers"
+    now = time.time()
+    removed = 0
+    for layer in sorted(layers.iterdir()) if layers.exists() else []:
+        if not layer.is_dir() or str(layer) in in_use:
+            continue
+        marker = layer / "used" if (layer / "used").exists() else layer / "complete"
+        try:
+            age = now - marker.stat().st_mtime
+        except FileNotFoundError:  # no `complete`: a build that died, or one running now
+            age = now - layer.stat().st_mtime
+            if age < 3600:
+                continue
+        else:
+            if age < keep_days * 86400:
+                continue
+        freed += disk_usage(layer)
+        remove_tree(layer)
+        removed += 1
+    print(f"removed {removed} built layer(s); freed {human(freed)}")
+    return 0
+
+
+def _layers_in_use(sessions: Path) -> set[str]:
+    """Built layers stacked by live sessions (never removed under them)."""
+    return {str(layer) for meta in _live_sessions(sessions) for layer in meta.get("layers", [])}

@@ -133,13 +133,13 @@ class Supervisor:
         os.chmod(script, 0o755)
         ident = current_identity(req.get("identity_env") or os.environ)
         size = tuple(req.get("size") or (24, 80))
+        layout = resolve_config_base(config, self.paths, pull=False, build=False)
         plan = build_plan(config, ident, self.paths, name=self.name,
                           argv=list(req.get("argv") or config.agent_command),
                           env=dict(req.get("env") or {}),
                           upper_root=session_data(self.paths, self.name),
                           stage=runtime / "root",
-                          layout=resolve_config_base(config, self.paths, pull=False,
-                                                     build=False),
+                          layout=layout,
                           tty_size=(int(size[0]), int(size[1])),
                           term=req.get("term") or "xterm-256color",
                           lang=req.get("lang") or "C.UTF-8")
@@ -154,7 +154,9 @@ class Supervisor:
         self.cwd = plan.cwd
         (session_data(self.paths, self.name) / "meta.json").write_text(json.dumps({
             "name": self.name, "workspace": self.workspace, "created": self.created,
-            "argv": plan.argv}))
+            "argv": plan.argv,
+            # Built layers this session stacks: `coop system prune` leaves them alone.
+            "layers": [str(Path(fs).parent) for fs in layout.layers]}))
         devnull = os.open(os.devnull, os.O_RDWR)
         # The agent is spawned before set-up reports success, so `coop -d` returns once
         # it runs (SPEC: session start is measured until the agent is exec'd).

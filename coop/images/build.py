@@ -85,6 +85,7 @@ def build_layers(config: CoopConfig, paths: CoopPaths, layout: BaseLayout,
             print(f"step {number}/{len(steps)} run: {step.label}", file=sys.stderr, flush=True)
             _run_step(config, paths, here, step, number, layer)
         built.append(str(layer / "fs"))
+        (layer / "used").touch()  # for `coop system prune`: recently used layers stay
     return replace(layout, layers=tuple(reversed(built)))
 
 
