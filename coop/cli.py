@@ -167,6 +167,10 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     logs.add_argument("--network", action="store_true",
                       help="the proxy's denials instead of a PTY's output")
 
+    start = add("start", "bring a stopped session back (after a reboot or a crash), with the "
+                "files it had outside the workspace", "coop start myapp\ncoop ls   # STATE stopped")
+    start.add_argument("session", help="the stopped session's name")
+
     allow = add("allow", "let a host through a session's proxy until it ends (see `coop logs "
                 "--network`; for good, add it to `network.allow` in the Coopfile)",
                 "coop allow pypi.example.org\ncoop allow 10.0.0.5 myapp")
@@ -266,7 +270,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser,
     return start_or_attach(args.workspace, args.file, args.name, tail, args.detach, args.quiet)
 
 
-SESSION_COMMANDS = ("attach", "shell", "ls", "logs", "allow", "restart", "kill", "status",
+SESSION_COMMANDS = ("attach", "shell", "ls", "logs", "start", "allow", "restart", "kill",
+                    "status",
                     "daemon",
                     "build", "image", "volume", "system", "tui", "serve")
 
@@ -287,6 +292,8 @@ def _dispatch_session(args: argparse.Namespace) -> int:
         return session.restart(args.session)
     if args.command == "allow":
         return session.allow(args.host, args.session)
+    if args.command == "start":
+        return session.start(args.session)
     if args.command == "kill":
         return session.kill(args.sessions, args.all, args.force)
     if args.command == "status":

@@ -244,3 +244,21 @@ def hello_server() -> http.server.ThreadingHTTPServer:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def crash_everything(user: User) -> None:
+    """What a reboot does to coop: the daemon and every session's processes gone at once
+    (SIGKILL, no clean-up), their files left as they were."""
+    import json
+
+    for session in json.loads(user.coop("ls", "--json").stdout):
+        if session.get("supervisor_pid"):
+            sid = os.getsid(int(session["supervisor_pid"]))
+            subprocess.run(["pkill", "-9", "-s", str(sid)], check=False)
+    daemon = int(json.loads(user.coop("status", "--json").stdout)["daemon"]["pid"])
+    os.kill(daemon, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{daemon}/cmdline").exists() and \
+            Path(f"/proc/{daemon}/cmdline").read_bytes():  # a zombie's is empty
+        assert time.monotonic() < deadline, "the daemon did not die"
+        time.sleep(0.05)

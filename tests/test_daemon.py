@@ -16,7 +16,15 @@ import time
 from pathlib import Path
 
 from coop.ipc.framing import encode, encode_control, encode_data
-from tests.helpers import COOP, FULLSCREEN_APP, PtyRun, User, screen_of, spawn_on_pty
+from tests.helpers import (
+    COOP,
+    FULLSCREEN_APP,
+    PtyRun,
+    User,
+    crash_everything,
+    screen_of,
+    spawn_on_pty,
+)
 
 ROWS, COLS = 30, 100
 
@@ -502,3 +510,36 @@ def test_idle_timeout_from_the_global_config(session_user: User) -> None:
     sock = session_user.coop_home / "run" / "daemon.sock"
     assert sock.exists()
     wait_for(lambda: not sock.exists(), timeout=10, what="idle exit per the global config")
+
+
+def test_a_session_that_lost_its_processes_comes_back_with_its_files(
+        session_user: User) -> None:
+    agent = ("cat $HOME/kept 2>/dev/null || { echo first-run; echo from-before > $HOME/kept; }; "
+             "exec sleep 1000")
+    name = start(session_user, "sh", "-c", agent, name="phoenix")
+    wait_for(lambda: b"first-run" in session_user.coop("logs", name).stdout, what="first run")
+    crash_everything(session_user)
+    [stopped] = ls(session_user)
+    assert (stopped["name"], stopped["state"]) == ("phoenix", "stopped")
+    assert "stopped" in session_user.coop("ls").stdout.decode().splitlines()[1]
+    fresh = session_user.coop("-d", "-n", "other-name", "--", "sleep", "1000")
+    assert fresh.returncode == 0  # other sessions start as usual meanwhile
+    assert session_user.coop("kill", "other-name", "-f").returncode == 0
+
+    revived = session_user.coop("-d")  # `coop` in the workspace brings it back
+    assert revived.returncode == 0, revived.stderr
+    assert b"starting session phoenix again" in revived.stderr
+    wait_for(lambda: b"from-before" in session_user.coop("logs", name).stdout,
+             what="the revived agent reading its old file")
+    [running] = ls(session_user)
+    assert (running["name"], running["state"]) == ("phoenix", "running")
+
+    crash_everything(session_user)
+    assert session_user.coop("start", "phoenix").stdout.startswith(b"phoenix runs again")
+    crash_everything(session_user)
+    discarded = session_user.coop("kill", "phoenix")
+    assert discarded.returncode == 0 and b"killed phoenix" in discarded.stdout
+    assert ls(session_user) == []
+    assert not (session_user.coop_home / "data" / "sessions" / "phoenix").exists()
+    missing = session_user.coop("start", "phoenix")
+    assert missing.returncode == 3 and b"no session named phoenix" in missing.stderr

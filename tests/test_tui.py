@@ -244,3 +244,23 @@ def test_web_action_shows_the_qr_code_and_stops_serving(session_user: User) -> N
     assert seen["url"] == f"http://127.0.0.1:{port}/?token={TOKEN}"
     assert "▀" in str(seen["qr"]) and len(str(seen["qr"]).splitlines()) > 15
     assert "web: not serving" in session_user.coop("status").stdout.decode()
+
+
+def test_enter_on_a_stopped_session_starts_it_again(session_user: User) -> None:
+    from tests.helpers import crash_everything
+
+    start(session_user, "phoenix", "cat $HOME/kept 2>/dev/null || "
+                                   "{ echo first-run; echo from-before > $HOME/kept; }; "
+                                   "exec sleep 1000")
+    time.sleep(1)
+    crash_everything(session_user)
+    seen = pilot(session_user, """
+        await wait_for(pilot, lambda: rows(app) and rows(app)[0][3] == "stopped")
+        state = rows(app)[0][3]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen.focused, Terminal), 20)
+        term = app.screen.focused
+        back = await wait_for(pilot, lambda: any("from-before" in l for l in term.text()))
+        print(json.dumps({"state": state, "back": back}))
+    """)
+    assert seen == {"state": "stopped", "back": True}

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from coop.pty.filter import WARNING
-from tests.helpers import COOP, TOKEN, User, hello_server, spawn_on_pty
+from tests.helpers import COOP, TOKEN, User, crash_everything, hello_server, spawn_on_pty
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(os.environ.get("COOP_SCREENSHOTS") or
@@ -490,4 +490,20 @@ def test_a_page_whose_token_was_replaced_says_so(browser: Browser,
     assert user.coop("serve", "--port", port, "--token", "a-new-token-" + TOKEN).returncode == 0
     page.locator("#banner", has_text="This link no longer works").wait_for(timeout=20000)
     assert page.locator("#conn").inner_text() == "link expired"
+    context.close()
+
+
+def test_a_stopped_session_is_started_again_from_the_page(browser: Browser,
+                                                         served: tuple[User, str]) -> None:
+    user, base = served
+    agent = ("cat $HOME/kept 2>/dev/null || { echo first-run; echo from-before > $HOME/kept; };"
+             " exec sleep 1000")
+    _, context, page = session_page(browser, served, "phoenix", agent)
+    wait_screen(page, "first-run")
+    crash_everything(user)  # the web server went with the daemon: serve again
+    port = base.rsplit(":", 1)[1]
+    assert user.coop("serve", "--port", port, "--token", TOKEN).returncode == 0
+    page.locator("#stopped-text", has_text="phoenix is stopped").wait_for(timeout=20000)
+    page.locator("#start-again").click()
+    wait_screen(page, "from-before", timeout=15)  # its files came back with it
     context.close()

@@ -13,7 +13,7 @@ from coop.commands.table import print_table
 from coop.config.coopfile import CoopConfig, load_config
 from coop.config.expand import expand_env
 from coop.errors import CoopError
-from coop.ipc.client import DaemonError, call, connect, request
+from coop.ipc.client import DaemonError, RequestError, call, connect, request
 from coop.ipc.framing import CONTROL, FrameParser
 from coop.paths import coop_paths
 from coop.pty.plain import plain_text
@@ -56,11 +56,20 @@ def start_or_attach(workspace: Path | None, coopfile: Path | None, name: str | N
         sessions = request(sock, {"cmd": "ls", "fresh": False})["sessions"]
         existing = [s for s in sessions if (s["name"] == name if name
                                             else s.get("workspace") == str(config.workspace))]
-        if existing:
-            session = existing[0]["name"]
+        live = [s for s in existing if s.get("state") != "stopped"]
+        if live:
+            session = live[0]["name"]
             if argv and not quiet:
                 print(f"coop: session {session} already runs; attaching to it "
                       "(the command is ignored).", file=sys.stderr)
+        elif existing:  # stopped (a reboot): back with the files it had
+            stopped = existing[0]
+            if not quiet:
+                print(f"coop: starting session {stopped['name']} again, in the state it was "
+                      "left in (`coop kill` it for a fresh one)", file=sys.stderr)
+            message = create_request(config, coopfile, stopped["name"],
+                                     argv or list(stopped.get("argv") or []), _size())
+            session = request(sock, {**message, "revive": True})["session"]
         else:
             reply = request(sock, create_request(config, coopfile, name, argv, _size()))
             session = reply["session"]
@@ -164,6 +173,21 @@ def logs(session: str | None, pty: int, follow: bool, lines: int | None, raw: bo
         pass
     finally:
         sock.close()
+    return 0
+
+
+def start(name: str) -> int:
+    """`coop start NAME`: a stopped session back, detached, in its own workspace."""
+    sessions = call(coop_paths(), {"cmd": "ls", "fresh": False})["sessions"]
+    found = [s for s in sessions if s["name"] == name]
+    if not found:
+        raise RequestError("SESSION_NOT_FOUND",
+                           f"there is no session named {name}; `coop ls` lists them.")
+    if found[0].get("state") != "stopped":
+        print(f"{name} is already running (`coop attach {name}`)")
+        return 0
+    start_or_attach(Path(found[0]["workspace"]), None, name, [], detached=True, quiet=True)
+    print(f"{name} runs again: `coop attach {name}`")
     return 0
 
 

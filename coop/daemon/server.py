@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from coop import __version__
-from coop.daemon.supervisor import listen, session_socket
+from coop.daemon.supervisor import listen, session_data, session_runtime, session_socket
 from coop.daemon.zygote import Zygote
 from coop.ipc.conn import Conn, peer_uid
 from coop.ipc.framing import PROTOCOL_VERSION, ProtocolError, decode_json, encode, error
@@ -103,6 +103,8 @@ class Daemon:
         self.paths = paths
         self.idle_timeout = idle_timeout
         self.sessions: dict[str, SessionLink] = {}
+        self.creating: set[str] = set()
+        """Names whose supervisor is starting (its data dir exists, its socket not yet)."""
         self.clients: set[Conn] = set()
         self.subscribers: set[Conn] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -334,15 +336,34 @@ class Daemon:
         (names and workspaces) instead of asking each supervisor."""
         links = list(self.sessions.values())
         web = self.web.summary() if self.web is not None else None
+        stopped = self.stopped_sessions()
         if message.get("fresh") is False:
-            return {"ok": True, "sessions": [link.info for link in links], "web": web}
+            return {"ok": True, "sessions": [link.info for link in links] + stopped, "web": web}
         replies = await asyncio.gather(*(link.request({"cmd": "info"}, 2.0) for link in links))
         sessions = []
         for link, reply in zip(links, replies, strict=True):
             if reply.get("ok"):
                 link.info = reply["session"]
             sessions.append(link.info)
-        return {"ok": True, "sessions": sessions, "web": web}
+        return {"ok": True, "sessions": sessions + stopped, "web": web}
+
+    def stopped_sessions(self) -> list[dict[str, Any]]:
+        """Sessions whose supervisor is gone (a reboot, a kill -9) but whose files remain:
+        `coop` in the workspace or `coop start NAME` brings them back in the same state,
+        `coop kill NAME` discards them (SPEC §12a)."""
+        found = []
+        for meta in sorted(self.paths.sessions_dir.glob("*/meta.json")):
+            name = meta.parent.name
+            if name in self.sessions or name in self.creating:
+                continue
+            try:
+                info = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                continue
+            found.append({"name": name, "workspace": info.get("workspace", ""),
+                          "created": info.get("created", 0), "state": "stopped",
+                          "argv": info.get("argv"), "ptys": []})
+        return found
 
     async def cmd_create(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
         workspace = os.path.realpath(str(message["workspace"]))
@@ -351,16 +372,26 @@ class Daemon:
             if not NAME_RE.fullmatch(name):
                 return error("INVALID_COMMAND", f"{name!r} is not a valid session name "
                                                 "(lowercase letters, digits, . _ -)")
-            if name in self.sessions or session_socket(self.paths, name).exists():
+            if message.get("revive"):
+                self._drop_stale_socket(name)
+            if name in self.sessions or name in self.creating or \
+                    session_socket(self.paths, name).exists():
                 return error("SESSION_EXISTS", f"a session named {name} already exists")
+            if session_data(self.paths, name).exists() and not message.get("revive"):
+                return error("SESSION_EXISTS", f"a stopped session named {name} exists: "
+                                               f"`coop start {name}` brings it back, "
+                                               f"`coop kill {name}` discards it")
         else:
             name = self._unique_name(Path(workspace).name)
         request = {k: message.get(k) for k in ("coopfile", "argv", "env", "term", "lang",
                                                 "size", "overrides", "identity_env")}
         request.update(name=name, workspace=workspace)
         assert self.zygote is not None
-        status_fd = self.zygote.spawn(request)
-        status = await self._read_status(status_fd)
+        self.creating.add(name)
+        try:
+            status = await self._read_status(self.zygote.spawn(request))
+        finally:
+            self.creating.discard(name)
         if not status.get("ok"):
             return status
         self.publish({"event": "session_created", "session": name, "time": time.time()})
@@ -412,7 +443,9 @@ class Daemon:
         stem = re.sub(r"[^a-z0-9._-]+", "-", base.lower()).strip("-._")[:56] or "session"
         for n in itertools.count(1):
             name = stem if n == 1 else f"{stem}-{n}"
-            if name not in self.sessions and not session_socket(self.paths, name).exists():
+            if name not in self.sessions and name not in self.creating and \
+                    not session_socket(self.paths, name).exists() and \
+                    not session_data(self.paths, name).exists():  # a stopped one's files
                 return name
         raise AssertionError("unreachable")
 
@@ -435,20 +468,48 @@ class Daemon:
     cmd_snapshot = _handoff
 
     async def cmd_kill(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+        stopped = {s["name"]: s for s in self.stopped_sessions()}
+        discarded = []
         if message.get("all"):
             targets = list(self.sessions.values())
+            discarded = list(stopped)
         else:
             targets = []
             for ref in message.get("sessions") or [None]:
+                if ref in stopped:
+                    discarded.append(ref)
+                    continue
                 found = self.find(ref, message.get("cwd"))
                 if isinstance(found, dict):
                     return found
                 targets.append(found)
+        for name in discarded:  # nothing runs: its files are all there is
+            await asyncio.get_running_loop().run_in_executor(None, self._discard, name)
         for link in targets:
             await link.request({"cmd": "kill", "force": bool(message.get("force"))})
         await asyncio.gather(*(asyncio.wait_for(asyncio.shield(link.closed), 10)
                                for link in targets), return_exceptions=True)
-        return {"ok": True, "killed": [link.name for link in targets]}
+        return {"ok": True, "killed": [link.name for link in targets] + discarded}
+
+    def _drop_stale_socket(self, name: str) -> None:
+        """A supervisor that died without cleaning up left its socket: nobody answers it."""
+        path = session_socket(self.paths, name)
+        if name in self.sessions or not path.exists():
+            return
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+                return  # alive after all
+            except OSError:
+                pass
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    def _discard(self, name: str) -> None:
+        from coop.sandbox.plan import remove_tree
+
+        remove_tree(session_data(self.paths, name))
+        remove_tree(session_runtime(self.paths, name))
 
     async def cmd_restart(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
         found = self.find(message.get("session"), message.get("cwd"))

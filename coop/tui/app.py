@@ -463,6 +463,18 @@ class CoopApp(App[None]):
                                               (rows, cols)))
 
     async def action_attach(self) -> None:
+        name = self.selected()
+        stopped = self.sessions.get(name or "", {})
+        if stopped.get("state") == "stopped":  # a reboot took its processes: start it again
+            request = await asyncio.get_running_loop().run_in_executor(
+                None, _create_request, str(stopped["workspace"]))
+            reply = await self.request({**request, "name": name, "revive": True,
+                                        "argv": stopped.get("argv") or None})
+            if not reply.get("ok"):
+                self.notify(str(reply.get("message")), severity="error", timeout=10)
+                return
+            self.notify(f"{name} runs again, with the files it had")
+            await self.refresh_sessions()
         await self.open_terminal("attach", {"pty": 0})
 
     async def action_shell(self) -> None:

@@ -109,6 +109,7 @@ class WebServer:
             web.get("/api/sessions/{name}/logs", self.logs),
             web.post("/api/sessions/{name}/allow", self.allow_host),
             web.post("/api/sessions/{name}/restart", self.restart_agent),
+            web.post("/api/sessions/{name}/start", self.start_session),
             web.get("/api/events", self.events),
             web.get("/ws", self.terminal),
         ])
@@ -225,19 +226,37 @@ class WebServer:
     async def create_session(self, request: web.Request) -> web.Response:
         self._full(request)
         body = await _json_with(request, "workspace", "PATH")
+        name = body.get("name")
+        return await self._create(body["workspace"], name if isinstance(name, str) else None)
+
+    async def start_session(self, request: web.Request) -> web.Response:
+        """Bring a stopped session back (its processes ended with a reboot or a crash)."""
+        self._full(request)
+        name = request.match_info["name"]
+        stopped = {s["name"]: s for s in self.daemon.stopped_sessions()}
+        if name not in stopped:
+            return web.json_response({"ok": False, "message": f"{name} is not stopped"},
+                                     status=404)
+        return await self._create(stopped[name]["workspace"], name,
+                                  list(stopped[name].get("argv") or []), revive=True)
+
+    async def _create(self, workspace: str, name: str | None, argv: list[str] | None = None,
+                      revive: bool = False) -> web.Response:
+        """`create` for a workspace, as `coop -d` would send it (its Coopfile applies)."""
         from coop.commands.session import create_request
         from coop.config.coopfile import load_config
         from coop.errors import CoopError
 
         def build() -> dict[str, Any]:
-            config = load_config(self.daemon.paths, Path(body["workspace"]))
-            return create_request(config, None, body.get("name"), [], [24, 80])
+            config = load_config(self.daemon.paths, Path(workspace))
+            return create_request(config, None, name, argv or [], [24, 80])
 
         try:
             message = await asyncio.get_running_loop().run_in_executor(None, build)
         except CoopError as exc:
             return web.json_response({"ok": False, "message": exc.render()}, status=400)
-        reply = await self.daemon.cmd_create(None, message)  # type: ignore[arg-type]
+        reply = await self.daemon.cmd_create(None,  # type: ignore[arg-type]
+                                             {**message, "revive": revive})
         return web.json_response(reply, status=200 if reply.get("ok") else 400)
 
     async def kill_session(self, request: web.Request) -> web.Response:

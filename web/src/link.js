@@ -88,8 +88,8 @@ export class Link {
       await refresh();
       const session = ui.sessions.find((s) => s.name === this.session);
       if (this.closed || ui.expired) return; // retrying cannot help: a new link is needed
-      if (!session) {
-        connState("down", "session ended");
+      if (!session || session.state === "stopped") {
+        connState("down", session ? "stopped" : "session ended");
         return;
       }
       this.connect();

@@ -84,8 +84,14 @@ export function renderTabs() {
   tabs.replaceChildren();
   const session = ui.sessions.find((s) => s.name === ui.current);
   document.body.classList.toggle("has-session", Boolean(session));
+  document.body.classList.toggle("is-stopped", session?.state === "stopped");
   $("title").textContent = session ? session.name : "";
   if (!session) return;
+  if (session.state === "stopped") {
+    $("stopped-text").textContent = `${session.name} is stopped: its processes ended (a `
+      + "reboot?) but its files remain. Starting it again keeps them; Kill discards them.";
+    return;
+  }
   const ptys = [...(session.ptys || [])].sort((a, b) => a.id - b.id); // the agent first
   for (const pty of ptys) {
     const tab = document.createElement("button");
@@ -113,11 +119,13 @@ export function select(name, pty) {
     return;
   }
   ui.link?.close();
+  ui.link = null;
   ui.current = name;
   ui.pty = pty;
   term.reset();
   renderSessions();
   renderTabs();
+  if (ui.sessions.find((s) => s.name === name)?.state === "stopped") return; // nothing to attach
   ui.link = new Link(name, pty);
   history.replaceState(null, "", `#${encodeURIComponent(name)}/${pty}`);
   term.focus();
@@ -157,6 +165,19 @@ export function setUpActions() {
       ui.link = null;
       ui.current = null;
       await refresh();
+    } catch (error) {
+      banner(String(error.message || error));
+    }
+  });
+
+  $("start-again").addEventListener("click", async () => {
+    const name = ui.current;
+    if (!name) return;
+    try {
+      await api("POST", `/api/sessions/${encodeURIComponent(name)}/start`);
+      await refresh();
+      ui.current = null; // select() attaches afresh now that it runs
+      select(name, 0);
     } catch (error) {
       banner(String(error.message || error));
     }
