@@ -43,6 +43,9 @@ def serve(host: str, port: int, token: str | None, read_only: bool, tls: bool, s
     elif not reply.get("network_urls"):
         print("Only this machine can reach it; `coop serve --stop`, then "
               "`coop serve --host 0.0.0.0` for your phone on the LAN.")
+    if reply.get("network_urls") and not reply.get("fingerprint"):
+        print("Tip: with --tls, phones also get notifications and the clipboard (browsers "
+              "allow them only on https).")
     print("Anyone with the link can type into your sessions; keep it private.")
     return 0
 
