@@ -89,16 +89,18 @@ def main() -> None:
         ours, tars = [], []
         import tarfile
 
-        from coop.images.store import _decompressed
+        from coop.images.store import _decompressed, _Hashing
         from coop.sandbox.unpack import unpack_stream
 
         for run in range(RUNS):
             target = work / f"u{run}"
             target.mkdir()
             start = time.perf_counter()
-            with open(blob, "rb") as raw, _decompressed(raw) as stream, \
-                    tarfile.open(fileobj=stream, mode="r|") as tar:
-                unpack_stream(tar, target, whiteouts=True)
+            with open(blob, "rb") as raw, _decompressed(raw) as stream:
+                hashing = _Hashing(stream)  # as a pull does: the diff_id is checked too
+                with tarfile.open(fileobj=hashing, mode="r|") as tar:  # type: ignore[call-overload]
+                    unpack_stream(tar, target, whiteouts=True)
+                hashing.finish()
             ours.append(time.perf_counter() - start)
             shutil.rmtree(target)
             target.mkdir()

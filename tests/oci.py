@@ -130,13 +130,26 @@ def push_manifest(registry: str, repo: str, tag: str, body: dict[str, object],
     return digest_of(data)
 
 
+def diff_id(data: bytes) -> str:
+    """A layer's uncompressed digest, as an image config lists it."""
+    if data.startswith(b"\x1f\x8b"):
+        return digest_of(gzip.decompress(data))
+    if data.startswith(b"\x28\xb5\x2f\xfd"):
+        import zstandard
+
+        return digest_of(zstandard.ZstdDecompressor().decompressobj().decompress(data))
+    return digest_of(data)
+
+
 def push_image(registry: str, repo: str, tag: str, layers: list[bytes],
-               architecture: str = "amd64") -> Pushed:
+               architecture: str = "amd64", diff_ids: list[str] | None = None) -> Pushed:
     digests = [push_blob(registry, repo, data) for data in layers]
     config = json.dumps({"architecture": architecture, "os": "linux",
                          "config": {"Env": ["PATH=/bin", "IMAGE_NAME=busybox-test",
                                             "SHADOWED=by the image"]},
-                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+                         "rootfs": {"type": "layers",
+                                    "diff_ids": diff_ids or [diff_id(d) for d in layers]},
+                         }).encode()
     config_digest = push_blob(registry, repo, config)
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                 "config": {"mediaType": "application/vnd.oci.image.config.v1+json",

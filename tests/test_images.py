@@ -142,6 +142,21 @@ def test_private_images_with_docker_login_or_the_global_config(user: User,
     assert b"s3cret" not in (user.coop_home / "config.yaml").read_bytes()
 
 
+def test_a_layer_unlike_its_config_is_refused(user: User, registry: Registry) -> None:
+    from tests.oci import diff_id
+
+    base, other = layer(busybox_layer()), layer({"etc": None, "etc/x": b"x"})
+    push_image(registry.host, "test/inconsistent", "1", [base, other],
+               diff_ids=[diff_id(base), diff_id(layer({"etc": None, "etc/x": b"y"}))])
+    use_registry(user, registry.host, "test/inconsistent:1")
+    result = user.coop("run", "--", "true")
+    assert result.returncode == 5
+    assert b"layer 2 of" in result.stderr and b"is not the one its image config names" \
+        in result.stderr
+    images = user.coop_home / "data" / "images"
+    assert not [p for p in images.iterdir() if not p.name.startswith(".")]  # nothing kept
+
+
 def test_corrupted_blob_is_rejected_and_not_cached(user: User, front: Front,
                                                    registry: Registry) -> None:
     from tests.oci import digest_of

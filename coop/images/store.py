@@ -12,6 +12,7 @@ removes. A second image sharing layers downloads only what is new.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import sys
@@ -119,12 +120,23 @@ class ImageStore:
         remove_tree(tmp)
         (tmp / "rootfs").mkdir(parents=True)
         skipped: list[str] = []
+        # The config names each layer's uncompressed digest: the blob digests prove what
+        # was downloaded, these prove it is the image the config describes.
+        diff_ids = config.get("rootfs", {}).get("diff_ids") or []
         try:
-            for layer in layers:
+            for index, layer in enumerate(layers):
                 with open(self.blob(layer["digest"]), "rb") as raw, \
-                        _decompressed(raw) as stream, \
-                        tarfile.open(fileobj=stream, mode="r|") as tar:
-                    skipped += unpack_stream(tar, tmp / "rootfs", whiteouts=True).skipped
+                        _decompressed(raw) as stream:
+                    hashing = _Hashing(stream)
+                    with tarfile.open(fileobj=hashing, mode="r|") as tar:  # type: ignore[call-overload]
+                        skipped += unpack_stream(tar, tmp / "rootfs", whiteouts=True).skipped
+                    actual = hashing.finish()
+                if len(diff_ids) == len(layers) and actual != diff_ids[index]:
+                    raise BaseError(f"layer {index + 1} of {ref} is not the one its image "
+                                    f"config names (diff_id {diff_ids[index][:19]}…, the "
+                                    f"layer unpacks to {actual[:19]}…).",
+                                    "The registry serves an inconsistent image: pull again "
+                                    "later, or tell the image's publisher.")
             os.chmod(tmp / "rootfs", 0o755)
             size = sum(int(layer.get("size", 0)) for layer in layers)
             (tmp / "image.json").write_text(json.dumps({
@@ -175,6 +187,26 @@ def _size(path: Path) -> int:
             except OSError:
                 pass
     return total
+
+
+class _Hashing:
+    """A stream that hashes what is read from it (a layer's diff_id, while unpacking)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.sha = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.sha.update(data)
+        return data
+
+    def finish(self) -> str:
+        """The digest of the whole stream (tar stops reading at its end-of-archive
+        blocks; the padding after them counts too)."""
+        while self.read(1 << 20):
+            pass
+        return "sha256:" + self.sha.hexdigest()
 
 
 class _decompressed:
