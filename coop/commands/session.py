@@ -299,8 +299,3 @@ def daemon(action: str, follow: bool = False) -> int:
             else:
                 time.sleep(0.2)
     return 0
-    print(f"coop web: {reply['url']}")
-    if reply.get("read_only_url"):
-        print(f"viewer-only: {reply['read_only_url']}")
-    print("Anyone with the link can type into your sessions; keep it private.")
-    return 0
