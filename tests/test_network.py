@@ -91,6 +91,7 @@ def test_unlisted_host_is_refused_with_a_clear_error(user: User,
                       "curl -sS -o /dev/null https://example.com/ 2>&1; echo")
     out = result.stdout.decode()
     assert "coop proxy: 127.0.0.1 is not on the allow list" in out and " 403" in out
+    assert "add it to `network.allow`" in out and "coop allow" not in out  # no session here
     assert "CONNECT tunnel failed, response 403" in out
     assert b"coop: blocked 127.0.0.1:" in result.stderr
     assert b"coop: blocked example.com:443" in result.stderr
@@ -115,7 +116,7 @@ def test_coop_allow_lets_a_refused_host_through_for_the_session(
         assert session_user.coop("-d", "-n", "asks", "--", "sh", "-c",
                                  f"while :; do {fetch}; echo; sleep 0.3; done").returncode == 0
         before = wait_for_logs(session_user, "asks", b" 403")
-        assert b"coop allow 127.0.0.1" in before  # the refusal says how to allow it
+        assert b"coop allow 127.0.0.1 asks" in before  # the refusal says how to allow it
         allowed = session_user.coop("allow", "127.0.0.1", "asks")
         assert allowed.returncode == 0, allowed.stderr
         assert b"127.0.0.1 is allowed in asks until it ends" in allowed.stdout

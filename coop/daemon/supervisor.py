@@ -51,10 +51,10 @@ from coop.sandbox.plan import build_plan, prepare, remove_tree
 log = logging.getLogger("coop.supervisor")
 
 CRASH_WINDOW = 5.0
-HOST_RE = re.compile(r"[A-Za-z0-9._:-]{1,253}")
-"""A host name or an IP address, as `coop allow` and the page may approve one."""
 CRASH_LIMIT = 3
 KILL_GRACE = 5.0
+HOST_RE = re.compile(r"[A-Za-z0-9._:-]{1,253}")
+"""A host name or an IP address, as `coop allow` and the page may approve one."""
 NOTIFY_SCRIPT = """#!/bin/sh
 # coop-notify [MESSAGE]: tell coop this session is waiting for you (for agents' hooks).
 printf '%s\\n' "${*:-waiting}" > /run/coop/notify
@@ -207,7 +207,8 @@ class Supervisor:
     async def _start_network(self) -> None:
         assert self.sandbox is not None
         if self.sandbox.proxy_listener is not None:
-            proxy = ForwardProxy(AllowList(self.network_allow), on_denial=self._on_denial)
+            proxy = ForwardProxy(AllowList(self.network_allow), on_denial=self._on_denial,
+                                 session=self.name)
             await proxy.start(self.sandbox.proxy_listener)
             self.proxy = proxy
         for entry in self.ports:

@@ -60,9 +60,12 @@ def proxy_env(port: int = PROXY_PORT) -> dict[str, str]:
 
 class ForwardProxy:
     def __init__(self, allow: AllowList, on_denial: Callable[[Denial], None] | None = None,
-                 head_timeout: float = HEAD_TIMEOUT, max_clients: int = MAX_CLIENTS) -> None:
+                 head_timeout: float = HEAD_TIMEOUT, max_clients: int = MAX_CLIENTS,
+                 session: str | None = None) -> None:
         self.allow = allow
         self.on_denial = on_denial
+        self.session = session
+        """The session this proxy serves: its refusals then say how to approve a host."""
         self.head_timeout = head_timeout
         self.max_clients = max_clients
         self.active = 0
@@ -188,10 +191,11 @@ class ForwardProxy:
         log.info("%s", denial.line())
         if self.on_denial is not None:
             self.on_denial(denial)
-        await self._reply(writer, 403, "Forbidden",
-                          f"coop proxy: {reason}. To allow it for this session, run `coop "
-                          f"allow {host}` on the host (or approve it in the web page); for "
-                          "good, add it to `network.allow` in the Coopfile.")
+        fix = "add it to `network.allow` in the Coopfile"
+        if self.session:
+            fix = (f"run `coop allow {host} {self.session}` on the host (or approve it on the "
+                   f"web page) for this session; for good, {fix}")
+        await self._reply(writer, 403, "Forbidden", f"coop proxy: {reason}. To allow it, {fix}.")
 
     @staticmethod
     async def _reply(writer: asyncio.StreamWriter, code: int, status: str, text: str) -> None:
