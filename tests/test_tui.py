@@ -194,7 +194,7 @@ def test_filter_and_sort(session_user: User) -> None:
         await wait_for(pilot, lambda: len(rows(app)) == 3)
         await pilot.press("slash")
         await wait_for(pilot, lambda: app.focused is app.filter_field)  # not "n" for New
-        for key in "an":
+        for key in "banan":  # longer than anything a random tmp dir name holds
             await pilot.press(key)
         await wait_for(pilot, lambda: len(rows(app)) == 1, 5)
         filtered = [r[1] for r in rows(app)]
