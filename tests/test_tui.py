@@ -232,6 +232,8 @@ def test_web_action_shows_the_qr_code_and_stops_serving(session_user: User) -> N
     assert session_user.coop("serve", "--port", str(port), "--token", TOKEN).returncode == 0
     seen = pilot(session_user, """
         await pilot.pause(0.3)
+        await wait_for(pilot, lambda: app.sub_title.startswith("web: serving on"))
+        serving = app.sub_title
         await pilot.press("w")
         await wait_for(pilot, lambda: app.screen.query("#qr"))
         qr = str(app.screen.query_one("#qr").render())
@@ -239,9 +241,11 @@ def test_web_action_shows_the_qr_code_and_stops_serving(session_user: User) -> N
         await pilot.press("x")
         await wait_for(pilot, lambda: not app.screen.query("#qr"))
         await pilot.pause(0.3)
-        print(json.dumps({"qr": qr, "url": url}))
+        print(json.dumps({"qr": qr, "url": url, "serving": serving}))
     """)
     assert seen["url"] == f"http://127.0.0.1:{port}/?token={TOKEN}"
+    assert seen["serving"] == f"web: serving on http://127.0.0.1:{port} · 0 browser terminal(s), " \
+        "0 page(s) open"
     assert "▀" in str(seen["qr"]) and len(str(seen["qr"]).splitlines()) > 15
     assert "web: not serving" in session_user.coop("status").stdout.decode()
 

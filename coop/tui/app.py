@@ -349,6 +349,9 @@ class CoopApp(App[None]):
     async def refresh_sessions(self) -> None:
         reply = await self.request({"cmd": "ls"})
         self.sessions = {s["name"]: s for s in reply["sessions"]}
+        from coop.commands.serve import summary_line
+
+        self.sub_title = summary_line(reply.get("web")) or ""  # browsers count as clients too
         table = self.table
         selected = self.selected()
         table.clear()
