@@ -13,6 +13,17 @@ function clientsText(ptys) {
   return parts.length ? parts.join(" · ") : "no clients";
 }
 
+// "12s ago", "5m ago": when the session last printed anything (like the TUI's ACTIVE).
+function lastActive(session) {
+  const last = Math.max(0, ...(session.ptys || []).map((pty) => pty.last_output || 0));
+  if (!last) return "";
+  const seconds = Math.max(0, Date.now() / 1000 - last);
+  for (const [unit, size] of [["d", 86400], ["h", 3600], ["m", 60]]) {
+    if (seconds >= size) return `${Math.floor(seconds / size)}${unit} ago`;
+  }
+  return `${Math.floor(seconds)}s ago`;
+}
+
 function isWaiting(session) {
   return (session.ptys || []).some((pty) => pty.waiting);
 }
@@ -67,7 +78,9 @@ function renderSessions() {
     const meta = document.createElement("div");
     meta.className = `s-meta state-${session.state}`;
     const shells = (session.ptys || []).length;
-    meta.textContent = `${session.state} · ${shells} pty · ${clientsText(session.ptys || [])}`;
+    const active = lastActive(session);
+    meta.textContent = `${session.state} · ${shells} pty · ${clientsText(session.ptys || [])}`
+      + (active ? ` · active ${active}` : "");
     const where = document.createElement("div");
     where.className = "s-meta";
     where.textContent = session.workspace;
@@ -155,6 +168,8 @@ function notify(session) {
 }
 
 export function setUpActions() {
+  setInterval(renderSessions, 5000); // keep "active … ago" true between events
+
   $("kill").addEventListener("click", async () => {
     const name = ui.current;
     if (!name) return;
