@@ -132,7 +132,8 @@ def test_desktop_lists_sessions_and_typing_reaches_the_pty(
     assert [n.split()[0] for n in names] == ["alpha", "beta"]
     page.wait_for_function("() => document.querySelector('#session-list li')"
                            ".innerText.includes('1 web')")
-    assert " · active " in page.locator("#session-list li", has_text="alpha").inner_text()
+    assert page.locator("#session-list li", has_text="alpha").locator(".s-active") \
+        .inner_text().endswith("s ago")  # when it last printed
     wait_screen(page, "alpha$")
     type_line(page, "echo typed-$((6*7))")
     wait_screen(page, "typed-42")

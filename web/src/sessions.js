@@ -75,14 +75,21 @@ function renderSessions() {
       mark.textContent = "● waiting";
       name.append(mark);
     }
+    const active = lastActive(session);
+    if (active) {
+      const when = document.createElement("span");
+      when.className = "s-active";
+      when.textContent = active;
+      when.title = "last output";
+      name.append(when);
+    }
     const meta = document.createElement("div");
     meta.className = `s-meta state-${session.state}`;
     const shells = (session.ptys || []).length;
-    const active = lastActive(session);
-    meta.textContent = `${session.state} · ${shells} pty · ${clientsText(session.ptys || [])}`
-      + (active ? ` · active ${active}` : "");
+    meta.textContent = `${session.state} · ${shells} pty · ${clientsText(session.ptys || [])}`;
     const where = document.createElement("div");
-    where.className = "s-meta";
+    where.className = "s-meta s-where";
+    where.title = session.workspace;
     where.textContent = session.workspace;
     item.append(name, meta, where);
     item.addEventListener("click", () => select(session.name, 0));
