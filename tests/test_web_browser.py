@@ -204,6 +204,9 @@ def test_phone_key_bar_and_compose_box(browser: Browser, served: tuple[User, str
     page.locator("#session-list li", has_text="keys").wait_for(state="visible")
     page.wait_for_timeout(300)  # the drawer slides in
     shoot(page, "phone-drawer.png")
+    page.mouse.click(370, 400)  # beside the drawer: it closes
+    page.locator("#sessions").wait_for(state="hidden")
+    page.locator("#drawer-toggle").tap()
     page.locator("#session-list li", has_text="keys").tap()
     page.locator("#sessions").wait_for(state="hidden")
     context.close()

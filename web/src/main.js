@@ -37,7 +37,14 @@ $("fit").addEventListener("click", () => {
   setClaim(!ui.claim);
   ui.link?.sendSize();
 });
-$("drawer-toggle").addEventListener("click", () => document.body.classList.toggle("drawer-open"));
+$("drawer-toggle").addEventListener("click", (event) => {
+  event.stopPropagation();
+  document.body.classList.toggle("drawer-open");
+});
+// A tap beside the open drawer closes it, as on any phone.
+$("layout").addEventListener("click", (event) => {
+  if (!$("sessions").contains(event.target)) document.body.classList.remove("drawer-open");
+});
 $("theme").addEventListener("click", () => {
   ui.theme = { auto: "dark", dark: "light", light: "auto" }[ui.theme];
   store("coop.theme", ui.theme);
