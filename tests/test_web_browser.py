@@ -162,6 +162,11 @@ def test_desktop_lists_sessions_and_typing_reaches_the_pty(
     assert cols < 60
     wait_screen(page, f"{rows} {cols}")
     shoot(page, "phone.png")
+    desk = watcher.pages[0]
+    type_line(desk, "echo desk-$((1+1))")  # the desktop types: its size is the latest
+    page.wait_for_function("() => coop.term.cols > 100")  # the phone follows it again
+    assert page.locator("#fit").get_attribute("aria-pressed") == "false"
+    wait_screen(page, "desk-2")
     context.close()
     watcher.close()
 

@@ -72,7 +72,7 @@ export class Link {
       case "blocked": showBlocked(message.message); break;
       case "confirm_ctrl_c": confirmCtrlC(); break;
       case "resync": this.fresh = true; break;
-      case "size": follow(message.rows, message.cols); break;
+      case "size": this.size(message.rows, message.cols); break;
       case "pty_exited": banner(`This terminal's program exited (code ${message.code}).`); break;
       case "pty_restarting": banner("The agent is restarting…", 3000); break;
       case "error": banner(message.message || "error"); break;
@@ -106,7 +106,29 @@ export class Link {
     fit.fit();
     if (this.ws.readyState === WebSocket.OPEN) {
       this.ws.send(JSON.stringify({ type: "resize", rows: term.rows, cols: term.cols }));
+      const known = this.serverSize;
+      if (!known || known.rows !== term.rows || known.cols !== term.cols) {
+        this.pendingSize = { rows: term.rows, cols: term.cols }; // until the server says so
+      }
     }
+  }
+
+  // The PTY's size, on join and on every change. A phone follows it instead of shrinking
+  // the agent for everyone (SPEC §10), scrolling sideways; one that claimed the size
+  // ("fit") follows again once someone else takes it (they typed or resized last).
+  size(rows, cols) {
+    this.serverSize = { rows, cols };
+    if (!PHONE.matches || rows <= 0 || cols <= 0) return;
+    if (ui.claim) {
+      const pending = this.pendingSize;
+      if (pending) { // sizes from before our own resize arrived are stale
+        if (pending.rows === rows && pending.cols === cols) this.pendingSize = null;
+        return;
+      }
+      if (rows === term.rows && cols === term.cols) return;
+      setClaim(false);
+    }
+    term.resize(cols, rows);
   }
 
   close() {
@@ -117,8 +139,6 @@ export class Link {
   }
 }
 
-// A phone follows the agent's size instead of shrinking it for everyone (SPEC §10),
-// scrolling sideways, until "fit" claims the size.
 export function setClaim(claim) {
   ui.claim = claim;
   $("fit").setAttribute("aria-pressed", String(claim));
@@ -127,10 +147,6 @@ export function setClaim(claim) {
 function watchers(session, id) {
   const pty = ui.sessions.find((s) => s.name === session)?.ptys?.find((p) => p.id === id);
   return pty ? Object.values(pty.clients || {}).reduce((a, b) => a + b, 0) : 0;
-}
-
-function follow(rows, cols) {
-  if (PHONE.matches && !ui.claim && rows > 0 && cols > 0) term.resize(cols, rows);
 }
 
 // The banner fades; the tab keeps a ⚠ for a minute (BLOCKED_MARK_MS) to be seen later.

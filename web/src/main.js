@@ -35,7 +35,10 @@ function watchEvents(attempt = 0) {
 
 $("fit").addEventListener("click", () => {
   setClaim(!ui.claim);
-  ui.link?.sendSize();
+  const link = ui.link;
+  if (!link) return;
+  if (ui.claim) link.sendSize();
+  else if (link.serverSize) link.size(link.serverSize.rows, link.serverSize.cols); // follow
 });
 $("drawer-toggle").addEventListener("click", (event) => {
   event.stopPropagation();
