@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +96,22 @@ def test_a_reader_that_leaves_early_is_not_an_error(session_user: User) -> None:
     result = session_user.run(["sh", "-c", command])
     assert result.stdout == b"a line of output\n"
     assert result.stderr == b""  # no "internal error: BrokenPipeError"
+
+
+def test_a_built_wheel_carries_the_browser_page(tmp_path: Path) -> None:
+    """`pip install` of a wheel needs no Node: the page is inside it (docs/web.md)."""
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    source = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
+    shutil.copytree(root, source, ignore=shutil.ignore_patterns(
+        ".venv", "node_modules", ".git", "build", "*.egg-info", "__pycache__", ".*_cache"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                            "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"),
+                            str(source)], capture_output=True, timeout=300)
+    assert built.returncode == 0, built.stderr.decode()[-2000:]
+    [wheel] = (tmp_path / "dist").glob("coop-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for asset in ("index.html", "app.js", "app.css", "manifest.webmanifest", "icon.svg"):
+        assert f"coop/web/static/{asset}" in names
+    assert not any(name.startswith("web/") for name in names)  # sources stay out
