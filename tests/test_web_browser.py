@@ -17,7 +17,15 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from coop.pty.filter import WARNING
-from tests.helpers import COOP, TOKEN, User, crash_everything, hello_server, spawn_on_pty
+from tests.helpers import (
+    COOP,
+    TOKEN,
+    User,
+    crash_everything,
+    hello_server,
+    screen_of,
+    spawn_on_pty,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(os.environ.get("COOP_SCREENSHOTS") or
@@ -243,11 +251,16 @@ def test_two_browsers_and_a_local_attach_see_the_same_screen(
     type_line(first, "echo from-the-first-$((5*5))")
     wait_screen(second, "from-the-first-25")
     local.read_until(b"from-the-first-25")
-    local.write(b"echo from-the-$((2*2))-terminal\r")
-    wait_screen(first, "from-the-4-terminal")
-    wait_screen(second, "from-the-4-terminal")
+    local.write(b"echo from-the-$((2*2))-terminal\r")  # typing: its 30x100 is the latest
+    for page in (first, second):
+        wait_screen(page, "from-the-4-terminal")
+        page.wait_for_function("() => coop.term.rows === 30 && coop.term.cols === 100")
     first.wait_for_timeout(300)
+    local.settle()
     assert screen(first) == screen(second)
+    # …and what the terminal shows, cell for cell (as text).
+    assert screen(first).split("\n") == [line.rstrip() for line in
+                                        screen_of(local.output, 30, 100)]
     local.write(b"\x1d")  # detach
     assert local.wait() == 0
     first_context.close()

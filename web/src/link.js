@@ -113,20 +113,23 @@ export class Link {
     }
   }
 
-  // The PTY's size, on join and on every change. A phone follows it instead of shrinking
-  // the agent for everyone (SPEC §10), scrolling sideways; one that claimed the size
-  // ("fit") follows again once someone else takes it (they typed or resized last).
+  // The PTY's size, on join and on every change (tmux's `latest`: whoever typed or resized
+  // last). A page that is not the latest draws at that size, so it shows what the others
+  // see; typing or resizing makes it the latest again. A phone does not take the size for
+  // itself unless it "fit"s (SPEC §10: it must not shrink the agent for everyone), and a
+  // viewer-only page never does.
   size(rows, cols) {
     this.serverSize = { rows, cols };
-    if (!PHONE.matches || rows <= 0 || cols <= 0) return;
-    if (ui.claim) {
+    if (rows <= 0 || cols <= 0) return;
+    const claiming = !READ_ONLY && (!PHONE.matches || ui.claim);
+    if (claiming) {
       const pending = this.pendingSize;
       if (pending) { // sizes from before our own resize arrived are stale
         if (pending.rows === rows && pending.cols === cols) this.pendingSize = null;
         return;
       }
       if (rows === term.rows && cols === term.cols) return;
-      setClaim(false);
+      if (PHONE.matches) setClaim(false);
     }
     term.resize(cols, rows);
   }
