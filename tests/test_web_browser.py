@@ -260,7 +260,7 @@ def test_two_browsers_and_a_local_attach_see_the_same_screen(
     assert screen(first) == screen(second)
     # …and what the terminal shows, cell for cell (as text).
     assert screen(first).split("\n") == [line.rstrip() for line in
-                                        screen_of(local.output, 30, 100)]
+                                        screen_of(bytes(local.output), 30, 100)]
     local.write(b"\x1d")  # detach
     assert local.wait() == 0
     first_context.close()

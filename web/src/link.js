@@ -26,6 +26,8 @@ export class Link {
     this.fresh = true; // the first data frame repaints the whole screen
     this.done = 0;
     this.acked = 0;
+    this.serverSize = null; // the join's `size` tells it again
+    this.pendingSize = null;
     ws.onopen = () => {
       this.attempt = 0;
       connState("up", "live");
