@@ -332,7 +332,8 @@ def test_the_token_is_never_written_to_a_file(served: tuple[User, str]) -> None:
     assert run(status(f"{base}/?token={TOKEN}")) == 302  # to the cookie
     assert run(status(f"{base}/api/sessions?token=wrong-{TOKEN}")) == 403
     assert run(status(f"{base}/api/sessions", headers=BEARER)) == 200
-    assert user.coop("serve", "--stop").returncode == 0
+    assert user.coop("serve", "--stop").stdout == b"the web server stopped\n"
+    assert user.coop("serve", "--stop").stdout == b"the web server was not running\n"
     found = [path for path in user.coop_home.rglob("*")
              if path.is_file() and not path.is_socket() and TOKEN.encode() in path.read_bytes()]
     assert found == []

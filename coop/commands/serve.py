@@ -21,7 +21,11 @@ def serve(host: str, port: int, token: str | None, read_only: bool, tls: bool, s
     reply = call(coop_paths(), {"cmd": "serve", "host": host, "port": port, "token": token,
                                 "read_only": read_only, "tls": tls, "stop": stop})
     if stop:
-        print("the web server stopped" if not as_json else json.dumps({"running": False}))
+        if as_json:
+            print(json.dumps({"running": False, "stopped": reply.get("stopped", False)}))
+        else:
+            print("the web server stopped" if reply.get("stopped") else
+                  "the web server was not running")
         return 0
     if as_json:
         print(json.dumps({k: v for k, v in reply.items() if k != "ok"}, indent=2))

@@ -557,10 +557,11 @@ class Daemon:
     async def cmd_serve(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
         """Start (or with `stop`, stop) the web server in this process."""
         if message.get("stop"):
+            was_running = self.web is not None
             if self.web is not None:
                 await self.web.stop()
                 self.web = None
-            return {"ok": True, "running": False}
+            return {"ok": True, "running": False, "stopped": was_running}
         if self.web is not None:
             return {"ok": True, "running": True, "already": True, **self.web.urls()}
         from coop.web.server import WebServer
