@@ -175,6 +175,10 @@ def test_desktop_lists_sessions_and_typing_reaches_the_pty(
     page.wait_for_function("() => coop.term.cols > 100")  # the phone follows it again
     assert page.locator("#fit").get_attribute("aria-pressed") == "false"
     wait_screen(page, "desk-2")
+    desk_size = desk.evaluate("`${coop.term.rows} ${coop.term.cols}`")
+    page.locator("#compose-text").fill("stty size")  # typing from the phone now…
+    page.locator("#compose-send").tap()
+    wait_screen(page, f"\n{desk_size}")  # …leaves the size the desktop set
     context.close()
     watcher.close()
 

@@ -15,7 +15,7 @@ from coop.config.expand import expand_env
 from coop.errors import CoopError
 from coop.ipc.client import DaemonError, RequestError, call, connect, request
 from coop.ipc.framing import CONTROL, FrameParser
-from coop.paths import coop_paths
+from coop.paths import CoopPaths, coop_paths
 from coop.pty.plain import plain_text
 from coop.pty.relay import window_size
 
@@ -44,6 +44,12 @@ def create_request(config: CoopConfig, coopfile: Path | None, name: str | None,
             "term": os.environ.get("TERM", "xterm-256color"),
             "lang": os.environ.get("LANG", "C.UTF-8"), "size": size,
             "identity_env": {k: os.environ[k] for k in IDENTITY_VARS if k in os.environ}}
+
+
+def workspace_create_request(paths: CoopPaths, workspace: Path, name: str | None = None,
+                             argv: list[str] | None = None) -> dict[str, Any]:
+    """What `coop -d` sends for a workspace path (the TUI's and the page's new sessions)."""
+    return create_request(load_config(paths, workspace), None, name, argv or [], [24, 80])
 
 
 def start_or_attach(workspace: Path | None, coopfile: Path | None, name: str | None,

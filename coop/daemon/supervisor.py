@@ -501,6 +501,8 @@ class Supervisor:
                                           "message": "resize needs rows and cols"}))
                 return
             pty.resize(*conn.state["size"])
+        elif what == "follow":  # this client takes whatever size the others set
+            conn.state.pop("size", None)
         elif what == "detach":
             conn.send(encode_control({"type": "detached", "reason": "detach"}))
             pty.clients.discard(conn)

@@ -165,15 +165,13 @@ class WebLink(ModalScreen[bool]):
         self.dismiss(True)
 
 
-def _create_request(workspace: str) -> dict[str, Any]:
-    """What `coop -d` sends for that workspace (config, base build, env expansion)."""
+def _create_request(workspace: str, name: str | None = None,
+                    argv: list[str] | None = None) -> dict[str, Any]:
     from pathlib import Path
 
-    from coop.commands.session import create_request
-    from coop.config.coopfile import load_config
+    from coop.commands.session import workspace_create_request
 
-    config = load_config(coop_paths(), Path(workspace))
-    return create_request(config, None, None, [], [24, 80])
+    return workspace_create_request(coop_paths(), Path(workspace), name, argv)
 
 
 class ScrollbackScreen(Screen[None]):
@@ -470,9 +468,8 @@ class CoopApp(App[None]):
         stopped = self.sessions.get(name or "", {})
         if stopped.get("state") == "stopped":  # a reboot took its processes: start it again
             request = await asyncio.get_running_loop().run_in_executor(
-                None, _create_request, str(stopped["workspace"]))
-            reply = await self.request({**request, "name": name, "revive": True,
-                                        "argv": stopped.get("argv") or None})
+                None, _create_request, str(stopped["workspace"]), name, stopped.get("argv"))
+            reply = await self.request({**request, "revive": True})
             if not reply.get("ok"):
                 self.notify(str(reply.get("message")), severity="error", timeout=10)
                 return

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, web
 
+from coop.ipc.aclient import AsyncConnection
 from coop.sandbox.doctor import Check
 from coop.web.addresses import lan_addresses
 from coop.web.auth import COOKIE, Auth
@@ -243,16 +244,12 @@ class WebServer:
     async def _create(self, workspace: str, name: str | None, argv: list[str] | None = None,
                       revive: bool = False) -> web.Response:
         """`create` for a workspace, as `coop -d` would send it (its Coopfile applies)."""
-        from coop.commands.session import create_request
-        from coop.config.coopfile import load_config
+        from coop.commands.session import workspace_create_request
         from coop.errors import CoopError
 
-        def build() -> dict[str, Any]:
-            config = load_config(self.daemon.paths, Path(workspace))
-            return create_request(config, None, name, argv or [], [24, 80])
-
         try:
-            message = await asyncio.get_running_loop().run_in_executor(None, build)
+            message = await asyncio.get_running_loop().run_in_executor(
+                None, workspace_create_request, self.daemon.paths, Path(workspace), name, argv)
         except CoopError as exc:
             return web.json_response({"ok": False, "message": exc.render()}, status=400)
         reply = await self.daemon.cmd_create(None,  # type: ignore[arg-type]
@@ -292,24 +289,20 @@ class WebServer:
     async def logs(self, request: web.Request) -> web.Response:
         """A PTY's recent output as plain text (the page's history view): the lines a
         screen-redrawing terminal cannot scroll back to after a reconnect."""
-        from coop.ipc.framing import CONTROL, FrameParser
+        from coop.ipc.framing import CONTROL
         from coop.pty.plain import plain_text
 
         name = request.match_info["name"]
         lines = max(1, min(_number(request, "lines", 2000), 20000))
-        _, (reader, writer) = await self._stream(name, {"cmd": "logs", "session": name,
-                                                        "pty": _number(request, "pty", 0),
-                                                        "lines": lines})
+        _, conn = await self._stream(name, {"cmd": "logs", "session": name,
+                                            "pty": _number(request, "pty", 0), "lines": lines})
         try:
-            length = int.from_bytes(await reader.readexactly(4), "big")
-            reply = json.loads(await reader.readexactly(length))
+            reply = await conn.receive()
             if not reply.get("ok"):
                 raise web.HTTPNotFound(text=str(reply.get("message", "")))
-            parser = FrameParser(stream=True)
-            parser.feed(await reader.read())
-            data = b"".join(body for kind, body in parser.frames() if kind != CONTROL)
+            data = b"".join([body async for kind, body in conn.stream() if kind != CONTROL])
         finally:
-            writer.close()
+            conn.close()
         return web.Response(body=plain_text(data), content_type="text/plain", charset="utf-8")
 
     async def events(self, request: web.Request) -> web.WebSocketResponse:
@@ -336,22 +329,22 @@ class WebServer:
         return ws
 
     async def _stream(self, name: str, message: dict[str, Any]
-                      ) -> tuple[SessionLink, tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+                      ) -> tuple[SessionLink, AsyncConnection]:
         """A connection to the session's supervisor, as a client sending `message`."""
         found = self.daemon.find(name)
         if isinstance(found, dict):
             raise web.HTTPNotFound()
-        return found, await found.open_stream(message)
+        return found, AsyncConnection(*await found.open_stream(message))
 
     # -- terminals --------------------------------------------------------------------
     async def terminal(self, request: web.Request) -> web.WebSocketResponse:
         name = request.query.get("session", "")
         pty = _number(request, "pty", 0)
-        found, (reader, writer) = await self._stream(
+        found, conn = await self._stream(
             name, {"cmd": "attach", "session": name, "pty": pty, "kind": "web"})
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1 << 20)
         await ws.prepare(request)
-        relay = TerminalRelay(ws, reader, writer, filter_for(found.info) if pty == 0 else None,
+        relay = TerminalRelay(ws, conn, filter_for(found.info) if pty == 0 else None,
                               read_only=request.get(ACCESS) != "full",
                               flow=request.query.get("flow") == "1")
         self.terminals += 1

@@ -18,7 +18,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from coop.ipc.framing import CONTROL, FrameParser, encode_control, encode_data
+from coop.ipc.aclient import AsyncConnection
+from coop.ipc.framing import CONTROL
 from coop.pty.filter import HOLD_SECONDS, WARNING, InputFilter, parse_sequence
 
 HIGH_WATER = 512 * 1024
@@ -34,12 +35,10 @@ def filter_for(info: dict[str, Any]) -> InputFilter:
 
 
 class TerminalRelay:
-    def __init__(self, ws: web.WebSocketResponse, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, flt: InputFilter | None, read_only: bool,
-                 flow: bool) -> None:
+    def __init__(self, ws: web.WebSocketResponse, conn: AsyncConnection,
+                 flt: InputFilter | None, read_only: bool, flow: bool) -> None:
         self.ws = ws
-        self.reader = reader
-        self.writer = writer
+        self.conn = conn
         self.filter = flt
         self.read_only = read_only
         self.flow = flow
@@ -61,7 +60,7 @@ class TerminalRelay:
             pump.cancel()
             if self.release is not None:
                 self.release.cancel()
-            self.writer.close()
+            self.conn.close()
 
     # -- browser → PTY ----------------------------------------------------------------
     async def _input(self, data: bytes) -> None:
@@ -77,7 +76,7 @@ class TerminalRelay:
             data = result.forward
             self._schedule_release()
         if data:
-            self.writer.write(encode_data(data))
+            self.conn.send_data(data)
 
     def _schedule_release(self) -> None:
         """Bytes held as a possible `exit⏎` go on their own once they are old enough."""
@@ -94,7 +93,7 @@ class TerminalRelay:
             return
         data = self.filter.release_due()
         if data:
-            self.writer.write(encode_data(data))
+            self.conn.send_data(data)
         self._schedule_release()
 
     async def _control(self, text: str) -> None:
@@ -110,9 +109,9 @@ class TerminalRelay:
         elif self.read_only:
             return
         elif kind == "confirm_ctrl_c" and self.filter is not None:
-            self.writer.write(encode_data(self.filter.confirm_ctrl_c()))
-        elif kind in ("resize", "detach"):
-            self.writer.write(encode_control(control))
+            self.conn.send_data(self.filter.confirm_ctrl_c())
+        elif kind in ("resize", "follow", "detach"):
+            self.conn.send_control(control)
         else:
             await self._tell({"type": "error", "error": "INVALID_COMMAND",
                               "message": f"unknown control {kind!r}"})
@@ -129,23 +128,20 @@ class TerminalRelay:
 
     # -- PTY → browser ----------------------------------------------------------------
     async def _to_browser(self) -> None:
-        length = int.from_bytes(await self.reader.readexactly(4), "big")
-        reply = json.loads(await self.reader.readexactly(length))  # the attach reply
+        reply = await self.conn.receive()  # the attach reply
         if not reply.get("ok"):
             await self._tell({"type": "error", **reply})
             await self.ws.close()
             return
-        parser = FrameParser(stream=True)
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            while data := await self.reader.read(262144):
-                parser.feed(data)
-                for kind, body in parser.frames():
-                    if kind == CONTROL:
-                        await self.ws.send_str(body.decode())
-                    else:
-                        await self.ws.send_bytes(body)
-                        self.sent += len(body)
+            async for kind, body in self.conn.stream():
+                if kind == CONTROL:
+                    await self.ws.send_str(body.decode())
+                    continue
+                await self.ws.send_bytes(body)
+                self.sent += len(body)
                 if self.flow and self.sent - self.acked > HIGH_WATER:
+                    # Reading stops here; the supervisor's bounded queue does the rest.
                     self.window.clear()
                     await self.window.wait()
         await self.ws.close()

@@ -1,6 +1,6 @@
 // Network approvals: the proxy refused a host the agent asked for; the user may let it
 // through for the session (SPEC §12a).
-import { $, READ_ONLY, api, banner } from "./state.js";
+import { $, READ_ONLY, api, banner, onAction, sessionPath } from "./state.js";
 
 export function askNetwork(event) {
   const key = `${event.session}|${event.host}`;
@@ -20,15 +20,10 @@ export function askNetwork(event) {
   if (!READ_ONLY) {
     const allow = document.createElement("button");
     allow.textContent = "Allow for this session";
-    allow.addEventListener("click", async () => {
-      try {
-        await api("POST", `/api/sessions/${encodeURIComponent(event.session)}/allow`,
-                  { host: event.host });
-        bar.remove();
-        banner(`${event.host} is allowed in ${event.session} until it ends.`, 3000);
-      } catch (error) {
-        banner(String(error.message || error));
-      }
+    onAction(allow, async () => {
+      await api("POST", sessionPath(event.session, "/allow"), { host: event.host });
+      bar.remove();
+      banner(`${event.host} is allowed in ${event.session} until it ends.`, 3000);
     });
     bar.append(allow);
   }

@@ -1,6 +1,6 @@
 // Input from this device: the keyboard (through xterm.js), the phone's key bar with sticky
 // Ctrl and Alt, and the compose box.
-import { $, PHONE, banner, ui } from "./state.js";
+import { $, banner, ui } from "./state.js";
 import { term } from "./terminal.js";
 
 const PASTE_START = "\x1b[200~";
@@ -25,10 +25,10 @@ function setMods(ctrl, alt) {
   }
 }
 
+// Typing needs no resize of its own: the supervisor applies the size this page last sent
+// when it types (tmux's `latest`), and the page then draws at it again (Link.size).
 export function sendInput(data) {
-  if (!ui.link) return;
-  ui.link.send(withModifiers(data));
-  if (!(PHONE.matches && !ui.claim)) ui.link.sendSize(); // typing makes this size the latest
+  ui.link?.send(withModifiers(data));
 }
 
 function arrow(letter) {

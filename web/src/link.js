@@ -147,6 +147,11 @@ export class Link {
 export function setClaim(claim) {
   ui.claim = claim;
   $("fit").setAttribute("aria-pressed", String(claim));
+  // Following again: the supervisor forgets this page's size, so typing here no longer
+  // applies it (it would shrink the agent for everyone).
+  if (!claim && ui.link?.ws.readyState === WebSocket.OPEN) {
+    ui.link.ws.send(JSON.stringify({ type: "follow" }));
+  }
 }
 
 function watchers(session, id) {

@@ -1,6 +1,6 @@
 // The sessions: the list, the tabs, choosing one, notifications when an agent starts
 // waiting, and the actions on a session (kill, restart, new shell, new session, history).
-import { $, api, ask, banner, connState, ui } from "./state.js";
+import { $, api, ask, banner, connState, onAction, sessionPath, ui } from "./state.js";
 import { term } from "./terminal.js";
 import { BLOCKED_MARK_MS, Link } from "./link.js";
 
@@ -177,35 +177,27 @@ function notify(session) {
 export function setUpActions() {
   setInterval(renderSessions, 5000); // keep "active … ago" true between events
 
-  $("kill").addEventListener("click", async () => {
+  onAction("kill", async () => {
     const name = ui.current;
     if (!name) return;
     if (!(await ask(`Kill session ${name}? The agent and every shell in it stop.`, "Kill"))) return;
-    try {
-      await api("DELETE", `/api/sessions/${encodeURIComponent(name)}`);
-      ui.link?.close();
-      ui.link = null;
-      ui.current = null;
-      await refresh();
-    } catch (error) {
-      banner(String(error.message || error));
-    }
+    await api("DELETE", sessionPath(name));
+    ui.link?.close();
+    ui.link = null;
+    ui.current = null;
+    await refresh();
   });
 
-  $("start-again").addEventListener("click", async () => {
+  onAction("start-again", async () => {
     const name = ui.current;
     if (!name) return;
-    try {
-      await api("POST", `/api/sessions/${encodeURIComponent(name)}/start`);
-      await refresh();
-      ui.current = null; // select() attaches afresh now that it runs
-      select(name, 0);
-    } catch (error) {
-      banner(String(error.message || error));
-    }
+    await api("POST", sessionPath(name, "/start"));
+    await refresh();
+    ui.current = null; // select() attaches afresh now that it runs
+    select(name, 0);
   });
 
-  $("restart").addEventListener("click", async () => {
+  onAction("restart", async () => {
     const name = ui.current;
     const session = ui.sessions.find((s) => s.name === name);
     if (!session) return;
@@ -214,47 +206,35 @@ export function setUpActions() {
     if (running && !(await ask(`Restart the agent of ${name}? It is stopped first.`, "Restart"))) {
       return;
     }
-    try {
-      await api("POST", `/api/sessions/${encodeURIComponent(name)}/restart`);
-      banner(`Restarting the agent of ${name}…`, 3000);
-      select(name, 0);
-    } catch (error) {
-      banner(String(error.message || error));
-    }
+    await api("POST", sessionPath(name, "/restart"));
+    banner(`Restarting the agent of ${name}…`, 3000);
+    select(name, 0);
   });
 
-  $("new-shell").addEventListener("click", async () => {
+  onAction("new-shell", async () => {
     const name = ui.current;
     if (!name) return;
-    try {
-      const reply = await api("POST", `/api/sessions/${encodeURIComponent(name)}/shell`);
-      await refresh();
-      select(name, reply.pty);
-    } catch (error) {
-      banner(String(error.message || error));
-    }
+    const reply = await api("POST", sessionPath(name, "/shell"));
+    await refresh();
+    select(name, reply.pty);
   });
 
-  $("new-session").addEventListener("submit", async (event) => {
+  onAction("new-session", async (event) => {
     event.preventDefault();
     const workspace = $("new-workspace").value.trim();
     if (!workspace) return;
-    try {
-      const reply = await api("POST", "/api/sessions", { workspace });
-      $("new-workspace").value = "";
-      await refresh();
-      select(reply.session, 0);
-    } catch (error) {
-      banner(String(error.message || error));
-    }
-  });
+    const reply = await api("POST", "/api/sessions", { workspace });
+    $("new-workspace").value = "";
+    await refresh();
+    select(reply.session, 0);
+  }, "submit");
 
   // The agent's earlier output as text: a redrawing terminal has no scrollback after a
   // reconnect, and a phone scrolls a page of text far better than a terminal.
   $("history-open").addEventListener("click", async () => {
     if (!ui.current) return;
     const query = new URLSearchParams({ pty: String(ui.pty), lines: "3000" });
-    const response = await fetch(`/api/sessions/${encodeURIComponent(ui.current)}/logs?${query}`);
+    const response = await fetch(`${sessionPath(ui.current, "/logs")}?${query}`);
     const text = $("history-text");
     text.textContent = response.ok ? await response.text() : `(no history: ${response.status})`;
     $("history-title").textContent = `History · ${ui.current} · ${ui.pty === 0 ? "agent" : `shell ${ui.pty}`}`;

@@ -54,3 +54,19 @@ export async function api(method, path, body) {
   }
   return reply;
 }
+
+export function sessionPath(name, rest = "") {
+  return `/api/sessions/${encodeURIComponent(name)}${rest}`;
+}
+
+// A button's (or form's) action: a failure shows in the banner instead of being lost.
+export function onAction(target, action, event = "click") {
+  const element = typeof target === "string" ? $(target) : target;
+  element.addEventListener(event, async (e) => {
+    try {
+      await action(e);
+    } catch (error) {
+      banner(String(error.message || error));
+    }
+  });
+}
