@@ -11,31 +11,30 @@ from pathlib import Path
 
 import pytest
 
+from tests import reach
 from tests.helpers import THROWAWAY_UID, TOKEN, User, free_port, make_user
 
 IS_ROOT = os.getuid() == 0
 
 
-def _demote_to_throwaway() -> None:
-    os.setgroups([])
-    os.setgid(THROWAWAY_UID)
-    os.setuid(THROWAWAY_UID)
-
-
 def _check_reachable() -> None:
-    """The throwaway uid must be able to run this interpreter and import coop."""
+    """The throwaway uid must be able to run this interpreter and import coop; if it cannot,
+    the first line printed says how to fix it."""
     if not IS_ROOT:
         return
-    probe = subprocess.run(
-        [sys.executable, "-c", "import coop, yaml"], capture_output=True,
-        env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-        preexec_fn=_demote_to_throwaway)
+    fix = ("put the checkout and its .venv in a directory every user can read "
+           "(e.g. under /tmp or /srv, not under /root)")
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", "import coop, yaml"], capture_output=True,
+            env={"PYTHONPATH": str(reach.TREE)},
+            preexec_fn=lambda: reach.demote(THROWAWAY_UID))
+    except (OSError, subprocess.SubprocessError) as error:
+        pytest.exit(f"The tests cannot run {sys.executable} as uid {THROWAWAY_UID}: {fix}. "
+                    f"({error})", returncode=2)
     if probe.returncode != 0:
-        pytest.exit(
-            f"uid {THROWAWAY_UID} cannot run {sys.executable} with coop: "
-            f"{probe.stderr.decode().strip()[-300:]}\nCreate the virtualenv where every user "
-            "can read it, with a Python outside /root (e.g. /usr/bin/python3 -m venv .venv), "
-            "and keep the checkout in a world-readable directory.", returncode=2)
+        pytest.exit(f"uid {THROWAWAY_UID} cannot import coop with {sys.executable}: {fix}. "
+                    f"({probe.stderr.decode().strip()[-300:]})", returncode=2)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

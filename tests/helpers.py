@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests import reach
+
 # Unique per test run, so that two runs at once (and their clean-up with `pkill -u`) cannot
 # touch each other's processes.
 THROWAWAY_UID = 40000 + os.getpid() % 20000
@@ -61,9 +63,7 @@ class User:
 
     def _demote(self) -> None:
         if os.getuid() == 0 and self.uid != 0:
-            os.setgroups([])
-            os.setgid(self.gid)
-            os.setuid(self.uid)
+            reach.demote(self.uid, self.gid)
 
     def run(self, args: list[str], *, input: bytes | None = None, cwd: Path | None = None,
             timeout: float = 60, env: Mapping[str, str] | None = None,
