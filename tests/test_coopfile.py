@@ -106,7 +106,7 @@ def test_merge_order_and_rules(tmp_path: Path) -> None:
         "setup: [global-step]\nnetwork: {mode: none, allow: [g.example.com]}\n"
         "env: {A: global, B: global}\nregistries: {'127.0.0.1:5000': {insecure: true}}\n")
     config = load(tmp_path,
-                  "extends: [base.yaml]\nsetup: [own-step, base-step]\n"
+                  "image: debian:bookworm\nextends: [base.yaml]\nsetup: [own-step, base-step]\n"
                   "env: {B: own}\nagent: {command: claude --resume}\n",
                   **{"base.yaml": "setup: [base-step]\nnetwork: {allow: [b.example.com]}\n"
                                   "env: {A: base}\nagent: {args: [--fast]}\n"})
@@ -133,7 +133,7 @@ def test_env_expansion() -> None:
 
 
 def test_rust_coop_toml(tmp_path: Path) -> None:
-    config = load(tmp_path, '[sandbox]\nimage = "host"\nagent = "claude --verbose"\n'
+    config = load(tmp_path, '[sandbox]\nimage = "debian:bookworm"\nagent = "claude --verbose"\n'
                             'setup = ["echo hi"]\n\n[network]\nmode = "none"\n',
                   name="coop.toml")
     assert config.agent_command == ["claude", "--verbose"]  # type: ignore[attr-defined]

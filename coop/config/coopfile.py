@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from coop.config.schema import COOPFILE, GLOBAL_CONFIG, MountSpec, validate
-from coop.config.yamlsource import read_source
+from coop.config.yamlsource import Source, read_source
 from coop.errors import ConfigError
 from coop.paths import CoopPaths
 
@@ -101,11 +101,16 @@ def find_coopfile(directory: Path) -> Path | None:
     return None
 
 
-def _load_chain(path: Path, home: Path, stack: list[Path],
-                sources: list[Path]) -> dict[str, Any]:
+Loaded = list[tuple[Source, dict[str, Any]]]
+"""Each file read, lowest first, with its own validated data (to say where a key came from)."""
+
+
+def _load_chain(path: Path, home: Path, stack: list[Path], sources: list[Path],
+                loaded: Loaded) -> dict[str, Any]:
     """Load `path` and, before it, everything it extends (depth first)."""
     src = read_source(path)
     data = validate(src, COOPFILE, home)
+    own = dict(data)
     merged: dict[str, Any] = {}
     for index, entry in enumerate(data.pop("extends", [])):
         target = Path(os.path.expanduser(entry))
@@ -120,9 +125,41 @@ def _load_chain(path: Path, home: Path, stack: list[Path],
         if not target.is_file():
             raise ConfigError(f"{where}: `extends[{index}]` names {target}, which does not exist.",
                               "Fix the path (it is relative to the file that extends it).")
-        merged = merge(merged, _load_chain(target, home, stack + [target], sources))
+        merged = merge(merged, _load_chain(target, home, stack + [target], sources, loaded))
     sources.append(path)
+    loaded.append((src, own))
     return merge(merged, data)
+
+
+BUILD_KEYS = {"packages": "install into", "setup": "run in"}
+
+
+def _has_steps(key: str, value: Any) -> bool:
+    if key == "packages":
+        return isinstance(value, dict) and any(value.values())
+    return bool(value)
+
+
+def check_base_fits(merged: dict[str, Any], loaded: Loaded) -> None:
+    """`packages` and `setup` build layers over an image; `image: host` is the machine's own
+    system, which coop never writes. Say so at load time, at the key that asks for a build
+    (in the highest file that sets it), rather than later when the build starts."""
+    if merged.get("image", "host") != "host":
+        return
+    for key, purpose in BUILD_KEYS.items():
+        if not _has_steps(key, merged.get(key)):
+            continue
+        src = next((src for src, data in reversed(loaded) if _has_steps(key, data.get(key))),
+                   loaded[-1][0])
+        image_set = any("image" in data for _, data in loaded)
+        base = ("the base here is `host`" if image_set
+                else "no `image:` is set, so the base is `host`")
+        fix = "install the packages" if key == "packages" else "run the commands"
+        raise ConfigError(
+            f"{src.where((key,), at_key=True)}: `{key}` needs an image to {purpose}, and "
+            f"{base} (this machine's own system, used as it is).",
+            f"Set an OCI image, e.g. `image: debian:bookworm`, or {fix} on the host "
+            f"and remove `{key}`.")
 
 
 def _to_config(data: dict[str, Any], workspace: Path, sources: list[Path]) -> CoopConfig:
@@ -174,17 +211,20 @@ def load_config(paths: CoopPaths, workspace: Path | None = None, coopfile: Path 
                           "Pass a directory you can read and write with -w.") from None
     merged = builtin_defaults()
     sources: list[Path] = []
+    loaded: Loaded = []
     if paths.config_file.is_file():
         src = read_source(paths.config_file)
-        merged = merge(merged, validate(src, GLOBAL_CONFIG, home))
+        data = validate(src, GLOBAL_CONFIG, home)
+        merged = merge(merged, data)
         sources.append(paths.config_file)
+        loaded.append((src, data))
     if coopfile is None:
         coopfile = find_coopfile(workspace)
     elif not coopfile.is_file():
         raise ConfigError(f"{coopfile}: no such file.", "Check the path given to -f.")
     if coopfile is not None:
         coopfile = Path(os.path.realpath(coopfile))
-        merged = merge(merged, _load_chain(coopfile, home, [coopfile], sources))
+        merged = merge(merged, _load_chain(coopfile, home, [coopfile], sources, loaded))
         mount = merged.get("workspace", {}).get("mount")
         if mount and not workspace_given:
             workspace = Path(os.path.realpath(coopfile.parent / os.path.expanduser(mount)))
@@ -193,5 +233,6 @@ def load_config(paths: CoopPaths, workspace: Path | None = None, coopfile: Path 
                                   "is not a directory.")
     if overrides:
         merged = merge(merged, overrides)
+    check_base_fits(merged, loaded)
     return _to_config(merged, workspace, sources)
 
