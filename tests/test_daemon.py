@@ -226,13 +226,26 @@ def test_ten_clients_at_once_start_one_daemon(session_user: User) -> None:
     for proc in procs:
         proc.communicate(timeout=30)
         assert proc.returncode == 0
-    daemons = subprocess.run(["pgrep", "-u", str(session_user.uid), "-f", "coop.daemon"],
-                             capture_output=True).stdout.split()
     # one daemon, plus its zygote (a child of the daemon)
-    assert len(daemons) == 2, daemons
-    parents = {int(subprocess.run(["ps", "-o", "ppid=", "-p", pid], capture_output=True)
-                   .stdout) for pid in daemons}
-    assert daemon_pid(session_user) in parents
+    assert coop_processes(session_user, "coop-daemon") == [daemon_pid(session_user)]
+    [zygote] = coop_processes(session_user, "coop-zygote")
+    assert Path(f"/proc/{zygote}/stat").read_text().rsplit(")", 1)[1].split()[1] == \
+        str(daemon_pid(session_user))
+
+
+def coop_processes(user: User, comm: str) -> list[int]:
+    """Pids called `comm` whose environment has this test's COOP_HOME: no other run's or
+    user's coop is counted (their environ is unreadable or names another home)."""
+    home = f"COOP_HOME={user.coop_home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text() == comm + "\n" and \
+                    home in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return sorted(found)
 
 
 def test_stale_socket_is_replaced(session_user: User) -> None:

@@ -586,7 +586,9 @@ class Daemon:
 def main() -> None:
     """`python -m coop.daemon`: what the CLI starts in the background."""
     from coop.paths import coop_paths
+    from coop.proctitle import set_title
 
+    set_title("coop-daemon")  # before the zygote forks: it inherits the looked-up argv
     paths = coop_paths()
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s daemon[{os.getpid()}] %(levelname)s %(message)s")

@@ -14,6 +14,8 @@ import signal
 import socket
 from typing import Any
 
+from coop.proctitle import set_title
+
 
 class Zygote:
     """The daemon's handle on the zygote process."""
@@ -25,6 +27,7 @@ class Zygote:
 
         self.pid = os.fork()
         if self.pid == 0:
+            set_title("coop-zygote")
             self.sock.close()
             _serve(theirs)
             os._exit(0)
@@ -72,6 +75,7 @@ def _supervise(request: dict[str, Any], status_fd: int) -> None:
 
     from coop.daemon.supervisor import run_supervisor
 
+    set_title("coop-session", str(request.get("name", "")))
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     logging.basicConfig(level=logging.INFO, force=True,
                         format=f"%(asctime)s supervisor[{os.getpid()}] %(levelname)s "

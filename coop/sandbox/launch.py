@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coop.errors import SandboxError
+from coop.proctitle import set_title
 from coop.sandbox import syscalls as sc
 from coop.sandbox.init import FORWARDED_SIGNALS, Init, exit_code, report, send
 from coop.sandbox.plan import SandboxPlan
@@ -154,6 +155,7 @@ def _outer(plan: SandboxPlan, sock: socket.socket, netctl: socket.socket,
     """The first child: create the namespaces, fork init, then serve `netctl` (sockets
     made inside the network namespace) until init exits."""
     code = 1
+    set_title("coop-sandbox", plan.name)
     try:
         os.setpgid(0, 0)  # terminal signals reach the caller only, which forwards them
         if plan.die_with_parent:
@@ -269,6 +271,7 @@ def _kill(pid: int, sig: int) -> None:
 def _init(plan: SandboxPlan, sock: socket.socket, first: dict[str, Any] | None,
           exit_with_first: bool) -> None:
     """PID 1 of the sandbox: finish the set-up, then serve (coop.sandbox.init)."""
+    set_title("coop-init", plan.name)  # what `ps` inside shows, not a host path
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
