@@ -182,10 +182,12 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     restart.add_argument("session", nargs="?", help="name or workspace path")
 
     kill = add("kill", "end sessions: stop the sandbox and discard its upper dir",
-               "coop kill\ncoop kill myapp other\ncoop kill --all -f")
+               "coop kill            # asks first\ncoop kill myapp other\n"
+               "coop kill --all -f   # without asking (scripts)")
     kill.add_argument("sessions", nargs="*", metavar="SESSION", help="names or workspace paths")
     kill.add_argument("--all", action="store_true", help="every session")
-    kill.add_argument("-f", "--force", action="store_true", help="no 5 s grace period")
+    kill.add_argument("-f", "--force", action="store_true",
+                      help="do not ask first, and stop at once (no 5 s grace period)")
 
     status = add("status", "the daemon, and this directory's Coopfile",
                  "coop status\ncoop status --json")
@@ -306,7 +308,9 @@ def _dispatch_session(args: argparse.Namespace) -> int:
     if args.command == "start":
         return session.start(args.session)
     if args.command == "kill":
-        return session.kill(args.sessions, args.all, args.force)
+        from coop.commands.kill import kill
+
+        return kill(args.sessions, args.all, args.force)
     if args.command == "status":
         return session.status(args.json)
     if args.command == "serve":

@@ -1,4 +1,4 @@
-"""Session commands: `coop` itself, attach, shell, ls, logs, restart, kill, status, daemon."""
+"""Session commands: `coop` itself, attach, shell, ls, logs, restart, status, daemon."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from coop.commands.resolve import explained
 from coop.commands.table import print_table
 from coop.config.coopfile import CoopConfig, load_config
 from coop.config.expand import expand_env
@@ -94,7 +95,11 @@ def attach(session: str | None, pty: int, detach_keys: str = "ctrl-]",
     sock = connect(paths)
     message: dict[str, Any] = {"cmd": cmd, "session": session, "pty": pty, "kind": kind,
                                "size": _size(), "cwd": os.getcwd(), **(extra or {})}
-    reply = request(sock, message)
+    try:
+        reply = request(sock, message)
+    except RequestError as exc:
+        sock.close()
+        raise explained(exc, session) from None
     name = str(reply.get("session", session))
     try:
         outcome = stream(sock, name, detach_byte(detach_keys))
@@ -208,14 +213,6 @@ def allow(host: str, session: str | None) -> int:
 def restart(session: str | None) -> int:
     reply = call(coop_paths(), {"cmd": "restart", "session": session, "cwd": os.getcwd()})
     print(f"restarting the agent of {reply.get('session', session)}")
-    return 0
-
-
-def kill(sessions: list[str], all_sessions: bool, force: bool) -> int:
-    reply = call(coop_paths(), {"cmd": "kill", "sessions": sessions or None, "all": all_sessions,
-                                "force": force, "cwd": os.getcwd()})
-    for name in reply.get("killed", []):
-        print(f"killed {name}")
     return 0
 
 
