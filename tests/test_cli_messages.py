@@ -87,6 +87,24 @@ def test_kill_all_with_no_sessions_says_so(session_user: User) -> None:
         assert result.stdout == b"No sessions to kill.\n"
 
 
+def test_logs_end_with_exactly_one_newline(session_user: User) -> None:
+    start(session_user, "prompt", "printf 'ready> '; exec sleep 1000")
+    start(session_user, "lines", "printf 'one\\ntwo\\n'; exec sleep 1000")
+    wait_for(lambda: b"ready>" in session_user.coop("logs", "prompt").stdout, what="output")
+    wait_for(lambda: b"two" in session_user.coop("logs", "lines").stdout, what="output")
+    assert session_user.coop("logs", "prompt").stdout == b"ready> \n"
+    assert session_user.coop("logs", "lines").stdout == b"one\ntwo\n"
+
+
+def test_logs_network_with_no_denials_says_so(session_user: User) -> None:
+    start(session_user, "quiet", "exec sleep 1000")
+    result = session_user.coop("logs", "--network", "quiet")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"No network requests were refused in session quiet.\n"
+    here = session_user.coop("logs", "--network")  # the workspace's session
+    assert here.stdout == b"No network requests were refused in session quiet.\n"
+
+
 def test_attach_to_an_unknown_name_names_the_sessions(session_user: User) -> None:
     none = session_user.coop("attach", "myapp")
     assert none.returncode == 3

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coop.commands.resolve import explained
+from coop.commands.resolve import explained, resolve_session
 from coop.commands.table import print_table
 from coop.config.coopfile import CoopConfig, load_config
 from coop.config.expand import expand_env
@@ -165,11 +165,15 @@ def ls(as_json: bool) -> int:
 
 def logs(session: str | None, pty: int, follow: bool, lines: int | None, raw: bool,
          network: bool = False) -> int:
-    sock = connect(coop_paths())
+    """Print the scrollback; it ends with a newline like any text (a shell prompt would
+    otherwise be glued to the last line), and an empty denial list says so."""
+    paths = coop_paths()
+    sock = connect(paths)
     request(sock, {"cmd": "logs", "session": session, "pty": pty, "follow": follow,
                    "lines": lines, "cwd": os.getcwd(), "network": network})
     parser = FrameParser(stream=True)
     out = sys.stdout.buffer
+    last = b""
     try:
         while True:
             data = sock.recv(262144)
@@ -178,12 +182,24 @@ def logs(session: str | None, pty: int, follow: bool, lines: int | None, raw: bo
             parser.feed(data)
             for kind, body in parser.frames():
                 if kind != CONTROL:
-                    out.write(body if raw else plain_text(body))
+                    text = body if raw else plain_text(body)
+                    out.write(text)
+                    last = text[-1:] or last
             out.flush()
     except KeyboardInterrupt:
         pass
     finally:
         sock.close()
+    if last and last != b"\n":
+        out.write(b"\n")
+        out.flush()
+    if network and not last and not follow and lines != 0:
+        try:
+            known = call(paths, {"cmd": "ls", "fresh": False})["sessions"]
+            name = resolve_session(known, session, os.getcwd())
+        except CoopError:  # it ended meanwhile
+            name = session or "this directory's session"
+        print(f"No network requests were refused in session {name}.")
     return 0
 
 
