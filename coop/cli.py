@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "  coop completion fish > "
                                             "~/.config/fish/completions/coop.fish",
                                 formatter_class=_formatter)
-    completion.add_argument("shell", choices=("bash", "zsh", "fish"))
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"),
+                            help="which shell the script is for")
     return parser
 
 
@@ -181,10 +182,12 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     restart.add_argument("session", nargs="?", help="name or workspace path")
 
     kill = add("kill", "end sessions: stop the sandbox and discard its upper dir",
-               "coop kill\ncoop kill myapp other\ncoop kill --all -f")
+               "coop kill            # asks first\ncoop kill myapp other\n"
+               "coop kill --all -f   # without asking (scripts)")
     kill.add_argument("sessions", nargs="*", metavar="SESSION", help="names or workspace paths")
     kill.add_argument("--all", action="store_true", help="every session")
-    kill.add_argument("-f", "--force", action="store_true", help="no 5 s grace period")
+    kill.add_argument("-f", "--force", action="store_true",
+                      help="do not ask first, and stop at once (no 5 s grace period)")
 
     status = add("status", "the daemon, and this directory's Coopfile",
                  "coop status\ncoop status --json")
@@ -200,7 +203,8 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
                 "coop serve --stop")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on "
                        "(default 127.0.0.1; 0.0.0.0 for the LAN)")
-    serve.add_argument("--port", type=int, default=8888)
+    serve.add_argument("--port", type=int, default=8888,
+                       help="port to listen on (default 8888)")
     serve.add_argument("--token", help="use this token instead of a random one")
     serve.add_argument("--read-only", action="store_true",
                        help="also print a viewer-only link")
@@ -213,32 +217,41 @@ def _add_session_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
 
     build = add("build", "build the workspace's base: pull its image, run packages and setup",
                 "coop build\ncoop build --pull\ncoop build -w ~/src/app")
-    build.add_argument("-w", "--workspace", dest="build_workspace", type=Path, metavar="DIR")
-    build.add_argument("-f", "--file", dest="build_file", type=Path, metavar="FILE")
+    build.add_argument("-w", "--workspace", dest="build_workspace", type=Path, metavar="DIR",
+                       help="the project directory (default: the current directory)")
+    build.add_argument("-f", "--file", dest="build_file", type=Path, metavar="FILE",
+                       help="the Coopfile (default: Coopfile, coop.yaml or coop.toml in DIR)")
     build.add_argument("--pull", action="store_true", help="check the registry for a newer "
                        "image even when one is pulled")
     build.add_argument("--no-cache", action="store_true",
                        help="run every packages/setup step again")
 
-    for noun, verbs_help in (("image", "pulled images"), ("volume", "named volumes")):
+    for noun, verbs_help, prune_help in (
+            ("image", "pulled images", "blobs no image uses and unfinished pulls"),
+            ("volume", "named volumes", "the volumes no session mounts")):
         disk = add(noun, f"{verbs_help}: ls, rm NAME…, prune",
                    f"coop {noun} ls\ncoop {noun} rm NAME\ncoop {noun} prune")
-        disk.add_argument("action", choices=("ls", "rm", "prune"))
-        disk.add_argument("names", nargs="*", metavar="NAME")
+        disk.add_argument("action", choices=("ls", "rm", "prune"),
+                          help=f"ls: list them; rm: remove the named ones; prune: remove "
+                          f"{prune_help}")
+        disk.add_argument("names", nargs="*", metavar="NAME", help=f"rm: which {noun}s")
         disk.add_argument("--json", action="store_true", help="print JSON (ls)")
 
     system = add("system", "coop's disk use (df), and reclaiming it (prune): unused blobs, "
                  "unfinished pulls, built layers no session uses and none used lately",
                  "coop system df\ncoop system df --json\ncoop system prune\n"
                  "coop system prune --keep-days 0   # every built layer no session uses")
-    system.add_argument("action", choices=("df", "prune"))
+    system.add_argument("action", choices=("df", "prune"),
+                        help="df: what coop's files take; prune: reclaim it")
     system.add_argument("--json", action="store_true", help="print JSON (df)")
     system.add_argument("--keep-days", type=float, default=7, metavar="N",
                         help="prune: keep built layers used in the last N days (default 7)")
 
     daemon = add("daemon", "the background daemon itself",
                  "coop daemon status\ncoop daemon stop\ncoop daemon logs -f")
-    daemon.add_argument("action", choices=("status", "stop", "logs"))
+    daemon.add_argument("action", choices=("status", "stop", "logs"),
+                        help="status: is it running; stop: stop it (sessions keep running); "
+                        "logs: print its log")
     daemon.add_argument("-f", "--follow", action="store_true", help="with logs: keep printing")
 
 
@@ -295,7 +308,9 @@ def _dispatch_session(args: argparse.Namespace) -> int:
     if args.command == "start":
         return session.start(args.session)
     if args.command == "kill":
-        return session.kill(args.sessions, args.all, args.force)
+        from coop.commands.kill import kill
+
+        return kill(args.sessions, args.all, args.force)
     if args.command == "status":
         return session.status(args.json)
     if args.command == "serve":

@@ -36,6 +36,26 @@ def test_every_help_has_examples(command: list[str]) -> None:
     assert b"examples:" in result.stdout
 
 
+def test_every_option_has_a_help_text() -> None:
+    """`coop X --help` explains each option and argument of every command."""
+    import argparse
+
+    from coop.cli import build_parser
+
+    missing = []
+    pending = [("coop", build_parser())]
+    while pending:
+        prog, parser = pending.pop()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                missing += [f"{prog} {choice.dest}" for choice in action._choices_actions
+                            if not choice.help]
+                pending += [(f"{prog} {name}", sub) for name, sub in action.choices.items()]
+            elif not action.help or action.help == argparse.SUPPRESS:
+                missing.append(f"{prog} {'/'.join(action.option_strings) or action.dest}")
+    assert missing == []
+
+
 def test_version() -> None:
     result = subprocess.run(COOP + ["--version"], capture_output=True)
     assert result.stdout.startswith(b"coop 0.")

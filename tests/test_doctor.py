@@ -90,3 +90,17 @@ def test_unbuildable_sandbox_fails_with_the_fix_and_never_runs_unsandboxed(user:
                              + " ".join(COOP) + " doctor"], capture_output=True, env=user.env())
     assert doctor.returncode == 1
     assert "✗ sandbox probe: failed at unshare(user, mount)" in doctor.stdout.decode()
+
+
+def test_doctor_piped_keeps_each_check_on_one_line(user: User) -> None:
+    """Piped into a file or a bug report (COLUMNS as narrow as a phone's), no check is
+    broken mid-phrase."""
+    import json
+
+    checks = json.loads(user.coop("doctor", "--json").stdout)["checks"]
+    printed = user.coop("doctor", env=user.env(COLUMNS="40")).stdout.decode().splitlines()
+    for check in checks:
+        assert any(line.endswith(f" {check['name']}: {check['detail']}") for line in printed), \
+            (check, printed)
+        if not check["ok"] and check["fix"]:
+            assert f"    fix: {check['fix']}" in printed

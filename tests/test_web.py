@@ -12,9 +12,10 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import aiohttp
+import pytest
 
 from coop.pty.filter import WARNING
-from tests.helpers import TOKEN, User
+from tests.helpers import TOKEN, User, free_port
 
 T = TypeVar("T")
 
@@ -266,8 +267,6 @@ def test_tls_serves_the_certificate_whose_fingerprint_it_prints(
     import hashlib
     import ssl
 
-    from tests.helpers import free_port
-
     port = free_port()
     result = session_user.coop("serve", "--port", str(port), "--token", TOKEN, "--tls",
                                "--json")
@@ -291,24 +290,71 @@ def test_tls_serves_the_certificate_whose_fingerprint_it_prints(
     assert key.stat().st_mode & 0o077 == 0
 
 
-def test_serve_prints_a_qr_code_of_the_url_and_ls_counts_browsers(
-        served: tuple[User, str]) -> None:
+def qr_rows(printed: str) -> list[str]:
+    """The lines of `printed` that draw a QR code (half blocks)."""
+    return [line for line in printed.splitlines() if line and set(line) <= set("█▀▄ ")]
+
+
+def assert_qr_of(printed: str, url: str) -> None:
+    """`printed` draws the QR code of `url`, module for module."""
     import segno
 
-    user, base = served
-    printed = user.coop("serve", "--qr").stdout.decode()
-    url = next(line.split()[-1] for line in printed.splitlines() if line.startswith("local:"))
     expected = segno.make(url, error="l", micro=False)
-    rows = [line for line in printed.splitlines() if line and set(line) <= set("█▀▄ ")]
+    rows = qr_rows(printed)
     modules: list[list[bool]] = []  # two module rows per text row; a dark module is a space
     for line in rows:
         modules.append([ch in " ▄" for ch in line])
         modules.append([ch in " ▀" for ch in line])
-    width = len(rows[0])
+    width = len(rows[0]) if rows else 0
     border = int((width - expected.symbol_size(border=0)[0]) // 2)
     drawn = [row[border:width - border] for row in modules[border:border + width - 2 * border]]
     assert drawn == [[bool(cell) for cell in row] for row in expected.matrix]
 
+
+def test_serve_on_the_lan_prints_a_qr_code_of_the_lan_url(session_user: User) -> None:
+    """The QR code is for a phone: it holds an address a phone can reach, not 127.0.0.1."""
+    from coop.web.addresses import lan_addresses
+
+    if not lan_addresses():
+        pytest.skip("this machine has no LAN address to serve a phone on")
+    port = free_port()  # a random token: this server is reachable from the LAN
+    printed = session_user.coop("serve", "--host", "0.0.0.0", "--port", str(port),
+                                "--qr").stdout.decode()
+    lan = next(line.split()[-1] for line in printed.splitlines() if line.startswith("network:"))
+    assert f"://{lan_addresses()[0]}:{port}/?token=" in lan
+    assert_qr_of(printed, lan)
+
+
+def test_serve_on_loopback_says_how_to_reach_it_from_a_phone(session_user: User) -> None:
+    port = free_port()
+    result = session_user.coop("serve", "--port", str(port), "--token", TOKEN, "--qr")
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.decode()
+    assert f"local:    http://127.0.0.1:{port}/?token={TOKEN}" in printed
+    assert qr_rows(printed) == []  # a phone cannot open 127.0.0.1
+    assert "To open it on your phone: `coop serve --stop`, then " \
+        "`coop serve --host 0.0.0.0 --tls`" in printed
+
+
+def test_a_busy_port_says_so_and_suggests_a_free_one(session_user: User) -> None:
+    import re
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = session_user.coop("serve", "--port", str(port))
+        assert result.returncode == 1
+        error = result.stderr.decode()
+        assert f"port {port} is in use" in error, error
+        suggested = re.search(r"`coop serve --port (\d+)`", error)
+        assert suggested and int(suggested.group(1)) != port, error
+    again = session_user.coop("serve", "--port", suggested.group(1))
+    assert again.returncode == 0, again.stderr
+
+
+def test_ls_counts_browsers(served: tuple[User, str]) -> None:
+    user, base = served
     assert user.coop("-d", "-n", "watched", "--", "sh").returncode == 0
 
     async def watch() -> str:

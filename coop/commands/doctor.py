@@ -18,7 +18,9 @@ def doctor(as_json: bool = False) -> int:
         return 1 if failed else 0
     from rich.console import Console
 
-    console = Console(highlight=False)
+    # Piped (a bug report, a CI log), rich would hard-wrap at 80 columns mid-phrase: one
+    # check stays one line; on a terminal it wraps at word boundaries to fit.
+    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
     for check in checks:
         mark = "[green]✓[/]" if check.ok else ("[red]✗[/]" if check.required else "[yellow]![/]")
         console.print(f"{mark} [bold]{check.name}[/]: {check.detail}")

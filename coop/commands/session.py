@@ -1,4 +1,4 @@
-"""Session commands: `coop` itself, attach, shell, ls, logs, restart, kill, status, daemon."""
+"""Session commands: `coop` itself, attach, shell, ls, logs, restart, status, daemon."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from coop.commands.resolve import explained, resolve_session
 from coop.commands.table import print_table
 from coop.config.coopfile import CoopConfig, load_config
 from coop.config.expand import expand_env
@@ -94,7 +95,11 @@ def attach(session: str | None, pty: int, detach_keys: str = "ctrl-]",
     sock = connect(paths)
     message: dict[str, Any] = {"cmd": cmd, "session": session, "pty": pty, "kind": kind,
                                "size": _size(), "cwd": os.getcwd(), **(extra or {})}
-    reply = request(sock, message)
+    try:
+        reply = request(sock, message)
+    except RequestError as exc:
+        sock.close()
+        raise explained(exc, session) from None
     name = str(reply.get("session", session))
     try:
         outcome = stream(sock, name, detach_byte(detach_keys))
@@ -160,11 +165,15 @@ def ls(as_json: bool) -> int:
 
 def logs(session: str | None, pty: int, follow: bool, lines: int | None, raw: bool,
          network: bool = False) -> int:
-    sock = connect(coop_paths())
+    """Print the scrollback; it ends with a newline like any text (a shell prompt would
+    otherwise be glued to the last line), and an empty denial list says so."""
+    paths = coop_paths()
+    sock = connect(paths)
     request(sock, {"cmd": "logs", "session": session, "pty": pty, "follow": follow,
                    "lines": lines, "cwd": os.getcwd(), "network": network})
     parser = FrameParser(stream=True)
     out = sys.stdout.buffer
+    last = b""
     try:
         while True:
             data = sock.recv(262144)
@@ -173,12 +182,24 @@ def logs(session: str | None, pty: int, follow: bool, lines: int | None, raw: bo
             parser.feed(data)
             for kind, body in parser.frames():
                 if kind != CONTROL:
-                    out.write(body if raw else plain_text(body))
+                    text = body if raw else plain_text(body)
+                    out.write(text)
+                    last = text[-1:] or last
             out.flush()
     except KeyboardInterrupt:
         pass
     finally:
         sock.close()
+    if last and last != b"\n":
+        out.write(b"\n")
+        out.flush()
+    if network and not last and not follow and lines != 0:
+        try:
+            known = call(paths, {"cmd": "ls", "fresh": False})["sessions"]
+            name = resolve_session(known, session, os.getcwd())
+        except CoopError:  # it ended meanwhile
+            name = session or "this directory's session"
+        print(f"No network requests were refused in session {name}.")
     return 0
 
 
@@ -208,14 +229,6 @@ def allow(host: str, session: str | None) -> int:
 def restart(session: str | None) -> int:
     reply = call(coop_paths(), {"cmd": "restart", "session": session, "cwd": os.getcwd()})
     print(f"restarting the agent of {reply.get('session', session)}")
-    return 0
-
-
-def kill(sessions: list[str], all_sessions: bool, force: bool) -> int:
-    reply = call(coop_paths(), {"cmd": "kill", "sessions": sessions or None, "all": all_sessions,
-                                "force": force, "cwd": os.getcwd()})
-    for name in reply.get("killed", []):
-        print(f"killed {name}")
     return 0
 
 

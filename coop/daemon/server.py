@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import json
 import logging
@@ -572,6 +573,8 @@ class Daemon:
         try:
             await web.start()
         except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return error("PORT_IN_USE", f"port {web.port} is in use on {web.host}")
             return error("INVALID_COMMAND", f"cannot listen on {web.host}:{web.port}: "
                                             f"{exc.strerror or exc}")
         self.web = web
