@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import COOP, User
+from tests.helpers import COOP, User, need
 
 
 def test_importing_the_cli_loads_no_heavy_packages() -> None:
@@ -79,11 +79,12 @@ def test_completion_scripts_name_the_commands(shell: str) -> None:
 
 
 def test_bash_completion_completes_subcommands(tmp_path: object) -> None:
+    bash = need("bash", install="apt-get install bash")
     script = subprocess.run(COOP + ["completion", "bash"], capture_output=True, check=True)
     probe = (script.stdout.decode() + '\nCOMP_WORDS=(coop do); COMP_CWORD=1; _coop; '
              'echo "${COMPREPLY[@]}"\nCOMP_WORDS=(coop run --net); COMP_CWORD=2; _coop; '
              'echo "${COMPREPLY[@]}"\n')
-    result = subprocess.run(["bash", "-c", probe], capture_output=True, check=True)
+    result = subprocess.run([bash, "-c", probe], capture_output=True, check=True)
     assert result.stdout.decode().split("\n")[:2] == ["doctor", "--network"]
 
 

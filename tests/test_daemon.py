@@ -22,6 +22,7 @@ from tests.helpers import (
     PtyRun,
     User,
     crash_everything,
+    need,
     screen_of,
     spawn_on_pty,
 )
@@ -221,16 +222,18 @@ def test_unknown_session_exits_3(session_user: User) -> None:
 
 
 def test_ten_clients_at_once_start_one_daemon(session_user: User) -> None:
+    pgrep = need("pgrep", install="apt-get install procps")
+    ps = need("ps", install="apt-get install procps")
     procs = [session_user.popen(COOP + ["ls"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE) for _ in range(10)]
     for proc in procs:
         proc.communicate(timeout=30)
         assert proc.returncode == 0
-    daemons = subprocess.run(["pgrep", "-u", str(session_user.uid), "-f", "coop.daemon"],
+    daemons = subprocess.run([pgrep, "-u", str(session_user.uid), "-f", "coop.daemon"],
                              capture_output=True).stdout.split()
     # one daemon, plus its zygote (a child of the daemon)
     assert len(daemons) == 2, daemons
-    parents = {int(subprocess.run(["ps", "-o", "ppid=", "-p", pid], capture_output=True)
+    parents = {int(subprocess.run([ps, "-o", "ppid=", "-p", pid], capture_output=True)
                    .stdout) for pid in daemons}
     assert daemon_pid(session_user) in parents
 
