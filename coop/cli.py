@@ -1,8 +1,8 @@
 """The `coop` command line: parsing, dispatch, and turning errors into exit codes.
 
 This module is imported on every invocation, so it imports nothing heavy: each command's
-module is loaded only when that command runs (textual, aiohttp and aiortc never load here;
-a test checks it).
+module is loaded only when that command runs (textual, aiohttp and asyncio never load
+here; a test checks it).
 """
 
 from __future__ import annotations

@@ -14,12 +14,15 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 from tests import reach
 
@@ -29,6 +32,53 @@ THROWAWAY_UID = 40000 + os.getpid() % 20000
 COOP = [sys.executable, "-m", "coop"]
 TOKEN = "t0k3n-for-the-tests-0123456789abcdef"
 """The web tests' `coop serve --token`."""
+
+
+def need(*tools: str, install: str) -> str:
+    """The path of the first of `tools` installed, or skip the test saying what to install
+    (the suite runs with -ra, so the summary lists why). Other distributions' package
+    names: README, "Prerequisites"."""
+    search = os.environ.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin"
+    for tool in tools:
+        found = shutil.which(tool, path=search)
+        if found:
+            return found
+    pytest.skip(f"{tools[0]} not installed: {install} (README, Prerequisites)")
+
+
+def _dynamically_linked(path: str) -> bool:
+    """Whether an ELF file asks for a program interpreter (PT_INTERP): a binary that does
+    cannot run in a base holding nothing but itself."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:4] != b"\x7fELF":
+            return True
+        order = "<" if head[5] == 1 else ">"
+        if head[4] == 2:  # 64-bit
+            (offset,), (size, count) = (struct.unpack_from(order + "Q", head, 32),
+                                        struct.unpack_from(order + "HH", head, 54))
+        else:
+            (offset,), (size, count) = (struct.unpack_from(order + "I", head, 28),
+                                        struct.unpack_from(order + "HH", head, 42))
+        f.seek(offset)
+        table = f.read(size * count)
+    return any(struct.unpack_from(order + "I", table, n * size)[0] == 3 for n in range(count))
+
+
+def static_busybox() -> Path:
+    """A statically linked busybox, for bases that hold nothing else (Debian's
+    busybox-static is /bin/busybox; Alpine's is busybox.static), or skip the test."""
+    path = need("busybox.static", "busybox", install="apt-get install busybox-static")
+    if _dynamically_linked(path):
+        pytest.skip(f"{path} is dynamically linked: apt-get install busybox-static "
+                    "(README, Prerequisites)")
+    return Path(path)
+
+
+def registry_server() -> str:
+    """An OCI distribution registry: Debian's and Alpine's `docker-registry`, Fedora's
+    `registry` (docker-distribution), or skip the test."""
+    return need("docker-registry", "registry", install="apt-get install docker-registry")
 
 
 def free_port() -> int:

@@ -1,8 +1,8 @@
 """Test images: built from busybox-static, pushed to a real registry over its HTTP API.
 
-`Registry` runs Debian's `docker-registry` on a free loopback port. `Front` sits before it
-to play the parts a plain registry does not: Docker Hub's anonymous token flow, counting
-blob downloads, and corrupting a blob in transit.
+`Registry` runs an OCI registry server (Debian's `docker-registry`) on a free loopback
+port. `Front` sits before it to play the parts a plain registry does not: Docker Hub's
+anonymous token flow, counting blob downloads, and corrupting a blob in transit.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.helpers import free_port
+from tests.helpers import free_port, registry_server, static_busybox
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -41,7 +41,7 @@ http:
 log:
   level: error
 """)
-        self.proc = subprocess.Popen(["docker-registry", "serve", str(config)],
+        self.proc = subprocess.Popen([registry_server(), "serve", str(config)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -89,7 +89,7 @@ def layer(files: dict[str, bytes | str | None], compress: str = "gzip") -> bytes
 
 def busybox_layer() -> dict[str, bytes | str | None]:
     files: dict[str, bytes | str | None] = {"bin": None,
-                                            "bin/busybox": Path("/bin/busybox").read_bytes()}
+                                            "bin/busybox": static_busybox().read_bytes()}
     for applet in ("sh", "ls", "cat", "echo", "id", "test", "true", "hostname", "env"):
         files[f"bin/{applet}"] = "busybox"
     files.update({"etc": None, "tmp": None, "root": None})

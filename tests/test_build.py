@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import COOP, User
+from tests.helpers import COOP, User, static_busybox
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ def busybox_root(world_tmp: Path, user: User) -> Path:
     root = world_tmp / "rootfs"
     (root / "bin").mkdir(parents=True)
     (root / "etc").mkdir()
-    subprocess.run(["cp", "/bin/busybox", str(root / "bin" / "busybox")], check=True)
+    subprocess.run(["cp", str(static_busybox()), str(root / "bin" / "busybox")], check=True)
     for applet in ("sh", "cat", "echo", "ls", "sleep", "true", "false", "test"):
         (root / "bin" / applet).symlink_to("busybox")
     user.chown(root)
@@ -97,7 +97,7 @@ def test_setup_on_the_host_image_is_a_clear_error(user: User) -> None:
 def test_a_session_starts_from_the_built_base(session_user: User, world_tmp: Path) -> None:
     root = world_tmp / "rootfs"
     (root / "bin").mkdir(parents=True)
-    subprocess.run(["cp", "/bin/busybox", str(root / "bin" / "busybox")], check=True)
+    subprocess.run(["cp", str(static_busybox()), str(root / "bin" / "busybox")], check=True)
     for applet in ("sh", "cat", "sleep"):
         (root / "bin" / applet).symlink_to("busybox")
     session_user.chown(root)
@@ -115,7 +115,7 @@ def test_system_prune_keeps_what_sessions_use_and_what_was_used_lately(
         session_user: User, world_tmp: Path) -> None:
     root = world_tmp / "rootfs"
     (root / "bin").mkdir(parents=True)
-    subprocess.run(["cp", "/bin/busybox", str(root / "bin" / "busybox")], check=True)
+    subprocess.run(["cp", str(static_busybox()), str(root / "bin" / "busybox")], check=True)
     for applet in ("sh", "cat", "sleep", "mkdir", "echo"):
         (root / "bin" / applet).symlink_to("busybox")
     session_user.chown(root)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import COOP, User
+from tests.helpers import COOP, User, need
 
 
 def test_importing_the_cli_loads_no_heavy_packages() -> None:
-    code = ("import sys, coop.cli; heavy = {'textual', 'aiohttp', 'aiortc', 'rich', 'pyroute2', "
+    code = ("import sys, coop.cli; heavy = {'textual', 'aiohttp', 'rich', 'pyroute2', "
             "'asyncio'} & set(sys.modules); print(sorted(heavy))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     assert result.stdout == b"[]\n"
@@ -99,11 +99,12 @@ def test_completion_scripts_name_the_commands(shell: str) -> None:
 
 
 def test_bash_completion_completes_subcommands(tmp_path: object) -> None:
+    bash = need("bash", install="apt-get install bash")
     script = subprocess.run(COOP + ["completion", "bash"], capture_output=True, check=True)
     probe = (script.stdout.decode() + '\nCOMP_WORDS=(coop do); COMP_CWORD=1; _coop; '
              'echo "${COMPREPLY[@]}"\nCOMP_WORDS=(coop run --net); COMP_CWORD=2; _coop; '
              'echo "${COMPREPLY[@]}"\n')
-    result = subprocess.run(["bash", "-c", probe], capture_output=True, check=True)
+    result = subprocess.run([bash, "-c", probe], capture_output=True, check=True)
     assert result.stdout.decode().split("\n")[:2] == ["doctor", "--network"]
 
 
@@ -118,10 +119,10 @@ def test_a_reader_that_leaves_early_is_not_an_error(session_user: User) -> None:
     assert result.stderr == b""  # no "internal error: BrokenPipeError"
 
 
-def test_a_built_wheel_carries_the_browser_page(tmp_path: Path) -> None:
-    """`pip install` of a wheel needs no Node: the page is inside it (docs/web.md)."""
-    import zipfile
-
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel built from this tree, as `pip wheel --no-deps .` makes it."""
+    tmp_path = tmp_path_factory.mktemp("wheel")
     root = Path(__file__).resolve().parent.parent
     source = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
     shutil.copytree(root, source, ignore=shutil.ignore_patterns(
@@ -130,8 +131,29 @@ def test_a_built_wheel_carries_the_browser_page(tmp_path: Path) -> None:
                             "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"),
                             str(source)], capture_output=True, timeout=300)
     assert built.returncode == 0, built.stderr.decode()[-2000:]
-    [wheel] = (tmp_path / "dist").glob("coop-*.whl")
+    [found] = (tmp_path / "dist").glob("coop-*.whl")
+    return found
+
+
+def test_a_built_wheel_carries_the_browser_page(wheel: Path) -> None:
+    """`pip install` of a wheel needs no Node: the page is inside it (docs/web.md)."""
+    import zipfile
+
     names = set(zipfile.ZipFile(wheel).namelist())
     for asset in ("index.html", "app.js", "app.css", "manifest.webmanifest", "icon.svg"):
         assert f"coop/web/static/{asset}" in names
     assert not any(name.startswith("web/") for name in names)  # sources stay out
+
+
+def test_a_built_wheel_carries_its_license(wheel: Path) -> None:
+    """The MIT licence travels with every copy, and the metadata names it in SPDX form
+    (the table form of `project.license` is deprecated)."""
+    import zipfile
+
+    archive = zipfile.ZipFile(wheel)
+    [metadata] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+    headers = archive.read(metadata).decode().split("\n\n", 1)[0].splitlines()
+    assert "License-Expression: MIT" in headers
+    assert "License-File: LICENSE" in headers
+    licence = archive.read(metadata.replace("METADATA", "licenses/LICENSE")).decode()
+    assert licence.startswith("MIT License\n\nCopyright (c) 2026 the coop authors\n")

@@ -188,3 +188,41 @@ def test_broken_coopfiles_through_the_cli(user: User, case: str) -> None:
     assert message.startswith("coop: ") and expected in message
     assert "Traceback" not in message and len(message.strip().splitlines()) <= 2
     assert not (user.workspace / "ran").exists()
+
+
+UNREADABLE = {
+    # Each: (file name, its bytes, the position and problem the message must start with).
+    "syntax": ("Coopfile", b"agent:\n  command: [claude\nimage: host\n",
+               "Coopfile:3:6: invalid YAML: did not find expected ',' or ']'."),
+    "control character": ("Coopfile", b'image: host\nenv:\n  A: "\x01"\n',
+                          "Coopfile:3:7: invalid YAML: the character U+0001 is not allowed."),
+    "recursive alias": ("Coopfile", b"env: &x {A: *x}\n",
+                        "Coopfile:1:6: invalid YAML: `env.A` is an alias of a value that "
+                        "contains it."),
+    "unknown tag": ("Coopfile", b"image: host\nshell: !!python/object:os.system x\n",
+                    "Coopfile:2:8: invalid YAML: no value of type `!!python/object:os.system` is "
+                    "allowed in a Coopfile."),
+    "bad number": ("Coopfile", b"limits:\n  pids: !!int many\n",
+                   "Coopfile:2:9: invalid YAML: `many` is not a valid `!!int`."),
+    "bad date": ("Coopfile", b"limits:\n  pids: !!timestamp soon\n",
+                 "Coopfile:2:9: invalid YAML: `soon` is not a valid `!!timestamp`."),
+    "not utf-8": ("Coopfile", b"image: host\nenv:\n  A: caf\xe9\n",
+                  "Coopfile:3:9: is not UTF-8 text (byte 0xe9)."),
+    "toml syntax": ("coop.toml", b'[sandbox]\nimage = "host"\nagent = claude\n',
+                    "coop.toml:3:9: invalid TOML: Invalid value."),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNREADABLE))
+def test_unreadable_coopfile_names_file_line_and_column(user: User, case: str) -> None:
+    """Whatever is wrong with the file's text, the message says where (SPEC §3), in one
+    paragraph and never as an internal error."""
+    name, content, expected = UNREADABLE[case]
+    (user.workspace / name).write_bytes(content)
+    user.chown(user.workspace)
+    result = user.coop("run", "--", "touch", "/workspace/ran")
+    message = result.stderr.decode()
+    assert result.returncode == 1, message
+    assert message.startswith(f"coop: {user.workspace}/{expected}"), message
+    assert "internal error" not in message and len(message.strip().splitlines()) <= 2
+    assert not (user.workspace / "ran").exists()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from coop.sandbox.doctor import failures_text, run_checks
-from tests.helpers import COOP, User
+from tests.helpers import COOP, User, need
 
 
 def fake_proc_sys(root: Path, **values: str) -> Path:
@@ -71,9 +70,9 @@ def test_a_missing_web_page_is_reported_with_the_build_command(
     assert "npm ci && npm run build" in check.fix
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
 def test_unbuildable_sandbox_fails_with_the_fix_and_never_runs_unsandboxed(user: User) -> None:
     """A real machine state: user namespaces limited to 0 (in a namespace the test makes)."""
+    need("unshare", install="apt-get install util-linux")
     marker = user.workspace / "ran-unsandboxed"
     script = ("echo 0 > /proc/sys/user/max_user_namespaces && exec "
               + " ".join(COOP) + f" run -- touch {marker}")

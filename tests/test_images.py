@@ -14,10 +14,6 @@ import pytest
 from tests.helpers import COOP, User
 from tests.oci import Front, Registry, busybox_layer, layer, push_image, push_index
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["which", "docker-registry"], capture_output=True).returncode != 0,
-    reason="needs Debian's docker-registry (installed by .ci/run)")
-
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from coop.net.policy import AllowList, parse_ip
-from tests.helpers import Hello, User, free_port, hello_server
+from tests.helpers import Hello, User, free_port, hello_server, need
 
 PROXY = "http://127.0.0.1:3128"
 
@@ -33,7 +33,8 @@ def host_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int
     plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
     tls = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
     certs = tmp_path_factory.mktemp("certs")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+    openssl = need("openssl", install="apt-get install openssl")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=127.0.0.1", "-keyout", str(certs / "key.pem"),
                     "-out", str(certs / "cert.pem")], check=True, capture_output=True)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -61,6 +62,7 @@ def py(user: User, code: str) -> subprocess.CompletedProcess[bytes]:
 
 def test_allowed_ip_is_reached_through_the_proxy_with_curl_and_urllib(
         user: User, host_servers: tuple[int, int]) -> None:
+    need("curl", install="apt-get install curl")
     http_port, https_port = host_servers
     coopfile(user, "network: {allow: [127.0.0.1]}\n")
     curl = sh(user, f"curl -sS --noproxy '' http://127.0.0.1:{http_port}/a; echo; "
@@ -85,6 +87,7 @@ def test_allowed_ip_is_reached_through_the_proxy_with_curl_and_urllib(
 
 def test_unlisted_host_is_refused_with_a_clear_error(user: User,
                                                      host_servers: tuple[int, int]) -> None:
+    need("curl", install="apt-get install curl")
     http_port, _ = host_servers
     result = sh(user, f"curl -sS --noproxy '' -w ' %{{http_code}}' "
                       f"http://127.0.0.1:{http_port}/x; echo; "
@@ -109,6 +112,7 @@ def wait_for_logs(user: User, session: str, needle: bytes, timeout: float = 15) 
 
 def test_coop_allow_lets_a_refused_host_through_for_the_session(
         session_user: User) -> None:
+    need("curl", install="apt-get install curl")
     server = hello_server()
     port = server.server_address[1]
     fetch = f"curl -s --noproxy '' -w ' %{{http_code}}' http://127.0.0.1:{port}/approved"
@@ -171,6 +175,7 @@ def test_names_resolving_to_private_addresses_are_refused() -> None:
 @pytest.mark.skipif(os.getuid() != 0, reason="needs an /etc/hosts entry (root)")
 def test_dns_rebinding_to_loopback_is_refused_end_to_end(
         user: User, host_servers: tuple[int, int]) -> None:
+    need("curl", install="apt-get install curl")
     http_port, _ = host_servers
     hosts = Path("/etc/hosts")
     saved = hosts.read_text()
@@ -223,6 +228,7 @@ def test_idle_clients_do_not_exhaust_the_proxy(user: User,
 
 
 def test_ports_forward_into_the_sandbox_and_denials_are_logged(session_user: User) -> None:
+    need("curl", install="apt-get install curl")
     host_port = free_port()
     coopfile(session_user, f"ports: ['{host_port}:8000']\n")
     (session_user.workspace / "index.html").write_text("served from the sandbox\n")
@@ -280,6 +286,9 @@ def test_veth_reaches_the_internet_but_not_the_host(world_tmp: Path) -> None:
     """In a network namespace the test makes (the 'host'), with another one as 'the
     internet': the sandbox reaches a server out there, and neither the host's own address
     nor the host's loopback."""
+    for tool, package in (("curl", "curl"), ("ip", "iproute2"), ("unshare", "util-linux"),
+                          ("nsenter", "util-linux")):
+        need(tool, install=f"apt-get install {package}")
     workspace = world_tmp / "project"
     workspace.mkdir()
     probe = ("curl -s --max-time 5 http://198.51.100.1:8080/marker; "

@@ -9,7 +9,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from tests.helpers import COOP, User, spawn_on_pty
+from tests.helpers import COOP, User, need, spawn_on_pty, static_busybox
 
 
 def test_exit_code_and_stdio_pass_through(any_user: User) -> None:
@@ -109,6 +109,7 @@ def test_sigterm_reaches_the_command(user: User) -> None:
 
 
 def test_orphaned_zombies_are_reaped(user: User) -> None:
+    need("ps", install="apt-get install procps")
     script = ("for i in 1 2 3 4 5; do (sh -c 'sleep 0.1' &); done; sleep 1; "
               "ps -eo stat=,comm= | grep '^Z' || echo no-zombies")
     result = user.coop("run", "--", "sh", "-c", script)
@@ -116,6 +117,7 @@ def test_orphaned_zombies_are_reaped(user: User) -> None:
 
 
 def test_killing_coop_run_kills_the_sandbox(user: User) -> None:
+    pgrep = need("pgrep", install="apt-get install procps")
     marker = f"coop-orphan-check-{os.getpid()}"
     proc = user.popen(COOP + ["run", "--", "python3", "-c",
                               "import time; print('READY', flush=True); time.sleep(300)",
@@ -126,7 +128,7 @@ def test_killing_coop_run_kills_the_sandbox(user: User) -> None:
     proc.wait()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        if subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode != 0:
+        if subprocess.run([pgrep, "-f", marker], capture_output=True).returncode != 0:
             break
         time.sleep(0.05)
     else:
@@ -167,11 +169,12 @@ def test_upper_dir_is_discarded_after_the_run(user: User) -> None:
 
 
 def _busybox_rootfs(root: Path) -> None:
+    busybox = static_busybox()
     (root / "bin").mkdir(parents=True)
     try:  # a hard link is quicker, where the filesystem and fs.protected_hardlinks allow
-        os.link("/usr/bin/busybox", root / "bin" / "busybox")
+        os.link(busybox, root / "bin" / "busybox")
     except OSError:
-        subprocess.run(["cp", "/usr/bin/busybox", str(root / "bin" / "busybox")], check=True)
+        subprocess.run(["cp", str(busybox), str(root / "bin" / "busybox")], check=True)
     for applet in ("sh", "ls", "cat", "echo", "id", "touch", "hostname"):
         (root / "bin" / applet).symlink_to("busybox")
     for sub in ("etc", "tmp", "usr/bin"):

@@ -38,12 +38,27 @@ def _remap(path: KeyPath) -> KeyPath:
     return path
 
 
+def _syntax_error(path: Path, text: str, message: str) -> str:
+    """`FILE:LINE:COL: invalid TOML: …`, like every other config error. tomllib (3.11) puts
+    the position in its message: `Invalid value (at line 3, column 9)`."""
+    found = re.fullmatch(r"(.*) \(at (?:line (\d+), column (\d+)|(end of document))\)",
+                         message, re.DOTALL)
+    if not found:
+        return f"{path}: invalid TOML: {message}."
+    if found.group(4):  # at the end: the last line, after its last character
+        lines = text.split("\n")
+        line, col = len(lines), len(lines[-1]) + 1
+    else:
+        line, col = int(found.group(2)), int(found.group(3))
+    return f"{path}:{line}:{col}: invalid TOML: {found.group(1)}."
+
+
 def parse_rust_toml(text: str, path: Path) -> Source:
     """Translate a Rust-coop `coop.toml` into our Coopfile shape."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}.") from None
+        raise ConfigError(_syntax_error(path, text, str(exc))) from None
     data: dict[str, Any] = {}
     positions = {_remap(k): v for k, v in _positions(text).items()}
     for table, body in raw.items():

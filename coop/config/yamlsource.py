@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import yaml
 
 KeyPath = tuple[str | int, ...]
+YAML_TAGS = "tag:yaml.org,2002:"
 
 
 def _loader_class() -> Any:
@@ -58,14 +59,22 @@ def format_keypath(keypath: KeyPath) -> str:
     return out or "(top level)"
 
 
-def _convert(node: yaml.Node, path: KeyPath, src: Source, loader: Any) -> Any:
+def _convert(node: yaml.Node, path: KeyPath, src: Source, loader: Any,
+             inside: frozenset[int] = frozenset()) -> Any:
+    """`inside` holds the collections being converted: an alias to one of them (`&x [*x]`)
+    would recurse for ever."""
     import yaml
 
     src.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if id(node) in inside:
+        raise ConfigError(f"{src.where(path)}: invalid YAML: `{format_keypath(path)}` is an "
+                          "alias of a value that contains it.", "Remove that alias.")
+    if isinstance(node, yaml.CollectionNode):
+        inside = inside | {id(node)}
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _construct(key_node, src, loader)
             if not isinstance(key, str):
                 raise ConfigError(
                     f"{src.path}:{key_node.start_mark.line + 1}:{key_node.start_mark.column + 1}: "
@@ -77,11 +86,41 @@ def _convert(node: yaml.Node, path: KeyPath, src: Source, loader: Any) -> Any:
                     "Keep one of them.")
             src.key_positions[path + (key,)] = (key_node.start_mark.line + 1,
                                                 key_node.start_mark.column + 1)
-            out[key] = _convert(value_node, path + (key,), src, loader)
+            out[key] = _convert(value_node, path + (key,), src, loader, inside)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, path + (i,), src, loader) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+        return [_convert(item, path + (i,), src, loader, inside)
+                for i, item in enumerate(node.value)]
+    return _construct(node, src, loader)
+
+
+def _tag_name(tag: str) -> str:
+    """`!!int` for YAML's own tags, the tag as written otherwise."""
+    return "!!" + tag.removeprefix(YAML_TAGS) if tag.startswith(YAML_TAGS) else tag
+
+
+def _construct(node: yaml.Node, src: Source, loader: Any) -> Any:
+    """A scalar's value. An explicit tag (`!!int many`, `!!python/object`) can fail here,
+    after the syntax was fine: that is still the file's fault, so say where."""
+    import yaml
+
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.constructor.ConstructorError:
+        problem = f"no value of type `{_tag_name(node.tag)}` is allowed in a Coopfile."
+        hint = "Write the value without the tag."
+    except (ValueError, TypeError, AttributeError, OverflowError):
+        problem = f"`{node.value}` is not a valid `{_tag_name(node.tag)}`."
+        hint = "Fix the value, or remove the tag to keep it as text."
+    mark = node.start_mark
+    raise ConfigError(f"{src.path}:{mark.line + 1}:{mark.column + 1}: invalid YAML: {problem}",
+                      hint) from None
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of a character index."""
+    before = text[:index]
+    return before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1
 
 
 def parse_yaml(text: str, path: Path) -> Source:
@@ -96,6 +135,13 @@ def parse_yaml(text: str, path: Path) -> Source:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigError(f"{where}: invalid YAML: {exc.problem}.") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML forbids: no mark, an index
+        line, col = _line_col(text, exc.position)
+        code = int(exc.character)
+        escape = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+        raise ConfigError(f"{path}:{line}:{col}: invalid YAML: the character U+{code:04X} "
+                          "is not allowed.", "Remove it, or write it as an escape inside "
+                          f"double quotes (\"{escape}\").") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}.") from None
     if node is None:
@@ -118,8 +164,14 @@ def read_source(path: Path) -> Source:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}.") from None
+    except UnicodeDecodeError as exc:
+        good = exc.object[:exc.start].decode("utf-8")
+        line, col = _line_col(good, len(good))
+        raise ConfigError(f"{path}:{line}:{col}: is not UTF-8 text "
+                          f"(byte 0x{exc.object[exc.start]:02x}).",
+                          "Save the file as UTF-8.") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}.") from None
     if path.suffix == ".toml":
         from coop.config.rust_toml import parse_rust_toml
 
