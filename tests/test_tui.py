@@ -102,6 +102,25 @@ def test_typing_in_the_terminal_reaches_the_pty_and_echo_renders(session_user: U
     assert seen["back"]
 
 
+def test_the_clients_column_drops_the_tui_the_moment_it_leaves(session_user: User) -> None:
+    # A session that prints nothing: no activity event would refresh the list by chance.
+    start(session_user, "quiet", "exec sleep 1000")
+    seen = pilot(session_user, """
+        await wait_for(pilot, lambda: len(rows(app)) == 1)
+        before = rows(app)[0][5]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen.focused, Terminal))
+        attached = await wait_for(pilot, lambda: rows(app)[0][5] == "1 tui")
+        await pilot.press("ctrl+right_square_bracket")
+        await wait_for(pilot, lambda: app.screen is app.screen_stack[0])
+        left = await wait_for(pilot, lambda: rows(app)[0][5] == "-")
+        print(json.dumps({"before": before, "attached": attached, "left": left,
+                          "rows": rows(app)}))
+    """)
+    assert seen["before"] == "-" and seen["attached"], seen
+    assert seen["left"], seen["rows"]  # not "1 tui" until something else happens
+
+
 def test_kill_asks_then_kills(session_user: User) -> None:
     start(session_user, "doomed", "exec sleep 1000")
     seen = pilot(session_user, """
