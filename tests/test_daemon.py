@@ -244,6 +244,43 @@ def test_ten_clients_at_once_start_one_daemon(session_user: User) -> None:
     assert [argv for parent, argv in ours.values() if parent == daemon] == [ours[daemon][1]]
 
 
+SLOW_START = """
+import os, time
+if b"coop.daemon" in open("/proc/self/cmdline", "rb").read():
+    time.sleep(float(os.environ["COOP_TEST_DAEMON_DELAY"]))  # a loaded machine
+"""
+
+
+def test_a_daemon_slow_to_start_is_waited_for(session_user: User, world_tmp: Path) -> None:
+    from coop.ipc.client import SPAWN_WAIT
+
+    slow = world_tmp / "slow-start"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(SLOW_START)
+    os.chmod(slow, 0o755)
+    env = session_user.env(COOP_TEST_DAEMON_DELAY="5")  # a client used to give up at 2.5 s
+    env["PYTHONPATH"] = f"{slow}:{env['PYTHONPATH']}"
+    result = session_user.coop("ls", env=env, timeout=SPAWN_WAIT + 60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"No sessions") or result.stdout == b"", result.stdout
+
+
+def test_a_daemon_that_dies_at_start_is_reported_at_once(session_user: User,
+                                                         world_tmp: Path) -> None:
+    broken = world_tmp / "broken-start"
+    broken.mkdir()
+    (broken / "sitecustomize.py").write_text(
+        'if b"coop.daemon" in open("/proc/self/cmdline", "rb").read():\n'
+        '    raise SystemExit("cannot start")\n')
+    os.chmod(broken, 0o755)
+    env = session_user.env()
+    env["PYTHONPATH"] = f"{broken}:{env['PYTHONPATH']}"
+    result = session_user.coop("ls", env=env)
+    assert result.returncode == 4
+    assert b"the daemon exited as it started" in result.stderr, result.stderr
+    assert str(session_user.coop_home / "state" / "daemon.log").encode() in result.stderr
+
+
 def test_stale_socket_is_replaced(session_user: User) -> None:
     session_user.coop("ls")
     sock = session_user.coop_home / "run" / "daemon.sock"
