@@ -7,6 +7,7 @@ would hit (and /home is where real users keep their secrets).
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import pty
@@ -21,9 +22,39 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Unique per test run, so that two runs at once (and their clean-up with `pkill -u`) cannot
-# touch each other's processes.
-THROWAWAY_UID = 40000 + os.getpid() % 20000
+
+def _throwaway_uid() -> int:
+    """A uid for this test run alone, so that two runs at once (and their clean-up with
+    `pkill -u`) never touch each other's processes: one no process runs as, locked for the
+    run's lifetime (the lock goes with the process, however it ends). Starting from the
+    pid spreads the runs out; the lock settles the rare tie that `pid % 20000` allows."""
+    import fcntl
+
+    if os.getuid() != 0:
+        return os.getuid()  # unused: the suite runs as its user
+    busy = set()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit():
+                busy.add(entry.stat().st_uid)
+    for step in range(20000):
+        uid = 40000 + (os.getpid() + step) % 20000
+        if uid in busy:
+            continue
+        fd = os.open(f"/tmp/coop-test-uid-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _UID_LOCK.append(fd)
+        return uid
+    raise RuntimeError("no free throwaway uid in 40000-59999")
+
+
+_UID_LOCK: list[int] = []
+THROWAWAY_UID = _throwaway_uid()
 COOP = [sys.executable, "-m", "coop"]
 TOKEN = "t0k3n-for-the-tests-0123456789abcdef"
 """The web tests' `coop serve --token`."""
