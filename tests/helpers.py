@@ -107,7 +107,7 @@ class User:
             os.setuid(self.uid)
 
     def run(self, args: list[str], *, input: bytes | None = None, cwd: Path | None = None,
-            timeout: float = 60, env: Mapping[str, str] | None = None,
+            timeout: float = 120, env: Mapping[str, str] | None = None,
             stdin: int | None = None) -> subprocess.CompletedProcess[bytes]:
         """Run a command as this user and capture its output."""
         return subprocess.run(args, input=input, stdin=stdin, capture_output=True,

@@ -196,7 +196,7 @@ def test_many_parallel_connections_all_complete(user: User,
         del os.environ["no_proxy"], os.environ["NO_PROXY"]
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({{"http": proxy}}))
         def get(i):
-            return opener.open(f"http://127.0.0.1:{http_port}/{{i}}", timeout=30).read()
+            return opener.open(f"http://127.0.0.1:{http_port}/{{i}}", timeout=120).read()
         with concurrent.futures.ThreadPoolExecutor(64) as pool:
             bodies = list(pool.map(get, range(300)))
         print(sum(b == f"hello from the host /{{i}}".encode() for i, b in enumerate(bodies)))

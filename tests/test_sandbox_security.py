@@ -188,7 +188,7 @@ def test_no_host_terminal_fd_enters_the_sandbox(user: User) -> None:
     try:
         proc = user.popen(COOP_RUN_TIOCSTI, stdin=subprocess.PIPE, stdout=slave,
                           stderr=slave)
-        proc.communicate(timeout=30)
+        proc.communicate(timeout=120)
     finally:
         os.close(slave)
     output = b""
