@@ -74,8 +74,8 @@ def session_user(user: User) -> Iterator[User]:
     """An unprivileged user whose daemon and sessions are cleaned up after the test."""
     user.extra_env["COOP_DAEMON_IDLE_TIMEOUT"] = "60"
     yield user
-    user.coop("kill", "--all", "-f", timeout=30)
-    user.coop("daemon", "stop", timeout=30)
+    user.coop("kill", "--all", "-f", timeout=120)
+    user.coop("daemon", "stop", timeout=120)
     if IS_ROOT:
         subprocess.run(["pkill", "-9", "-u", str(user.uid)], check=False)
 

@@ -7,6 +7,7 @@ would hit (and /home is where real users keep their secrets).
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import pty
@@ -26,9 +27,39 @@ import pytest
 
 from tests import reach
 
-# Unique per test run, so that two runs at once (and their clean-up with `pkill -u`) cannot
-# touch each other's processes.
-THROWAWAY_UID = 40000 + os.getpid() % 20000
+
+def _throwaway_uid() -> int:
+    """A uid for this test run alone, so that two runs at once (and their clean-up with
+    `pkill -u`) never touch each other's processes: one no process runs as, locked for the
+    run's lifetime (the lock goes with the process, however it ends). Starting from the
+    pid spreads the runs out; the lock settles the rare tie that `pid % 20000` allows."""
+    import fcntl
+
+    if os.getuid() != 0:
+        return os.getuid()  # unused: the suite runs as its user
+    busy = set()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit():
+                busy.add(entry.stat().st_uid)
+    for step in range(20000):
+        uid = 40000 + (os.getpid() + step) % 20000
+        if uid in busy:
+            continue
+        fd = os.open(f"/tmp/coop-test-uid-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _UID_LOCK.append(fd)
+        return uid
+    raise RuntimeError("no free throwaway uid in 40000-59999")
+
+
+_UID_LOCK: list[int] = []
+THROWAWAY_UID = _throwaway_uid()
 COOP = [sys.executable, "-m", "coop"]
 TOKEN = "t0k3n-for-the-tests-0123456789abcdef"
 """The web tests' `coop serve --token`."""
@@ -82,10 +113,20 @@ def registry_server() -> str:
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on (for `coop serve`, registries, dev servers)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port for a server the test starts later (`coop serve`, a registry, a port
+    forward), reserved so that nobody else gets it meanwhile: a connection to it is left in
+    TIME_WAIT, and for a minute the kernel hands that port to no `bind(0)` and no outgoing
+    connection, while a server that sets SO_REUSEADDR (asyncio, aiohttp, Go, http.server
+    all do) can still listen on it."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port)):
+            accepted, _ = listener.accept()
+            accepted.close()  # the side that closes first is the one left in TIME_WAIT
+    return port
 
 
 @dataclass
@@ -116,7 +157,7 @@ class User:
             reach.demote(self.uid, self.gid)
 
     def run(self, args: list[str], *, input: bytes | None = None, cwd: Path | None = None,
-            timeout: float = 60, env: Mapping[str, str] | None = None,
+            timeout: float = 120, env: Mapping[str, str] | None = None,
             stdin: int | None = None) -> subprocess.CompletedProcess[bytes]:
         """Run a command as this user and capture its output."""
         return subprocess.run(args, input=input, stdin=stdin, capture_output=True,
@@ -166,7 +207,7 @@ class PtyRun:
     fd: int
     output: bytearray = field(default_factory=bytearray)
 
-    def read_until(self, needle: bytes, timeout: float = 10) -> bytes:
+    def read_until(self, needle: bytes, timeout: float = 60) -> bytes:
         deadline = time.monotonic() + timeout
         while needle not in self.output:
             remaining = deadline - time.monotonic()
@@ -183,7 +224,7 @@ class PtyRun:
                 self.output += chunk
         return bytes(self.output)
 
-    def read_count(self, needle: bytes, count: int, timeout: float = 10) -> None:
+    def read_count(self, needle: bytes, count: int, timeout: float = 60) -> None:
         """Read until `needle` has appeared `count` times."""
         deadline = time.monotonic() + timeout
         while self.output.count(needle) < count:
@@ -201,7 +242,7 @@ class PtyRun:
     def write(self, data: bytes) -> None:
         os.write(self.fd, data)
 
-    def wait(self, timeout: float = 10) -> int:
+    def wait(self, timeout: float = 60) -> int:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
@@ -307,8 +348,29 @@ def crash_everything(user: User) -> None:
             subprocess.run(["pkill", "-9", "-s", str(sid)], check=False)
     daemon = int(json.loads(user.coop("status", "--json").stdout)["daemon"]["pid"])
     os.kill(daemon, signal.SIGKILL)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while Path(f"/proc/{daemon}/cmdline").exists() and \
             Path(f"/proc/{daemon}/cmdline").read_bytes():  # a zombie's is empty
         assert time.monotonic() < deadline, "the daemon did not die"
         time.sleep(0.05)
+
+
+def coop_processes(user: User) -> dict[int, tuple[int, list[str]]]:
+    """Every process of this user's coop (its daemon, zygote, supervisors…), found by the
+    COOP_HOME in its environment, as pid -> (parent pid, argv). Nothing else matches: not
+    the user's own coop, not another test run's, not another user's."""
+    wanted = f"COOP_HOME={user.coop_home}".encode()
+    found: dict[int, tuple[int, list[str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != user.uid or \
+                    wanted not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        found[int(entry.name)] = (parent, argv)
+    return found

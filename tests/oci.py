@@ -43,10 +43,10 @@ log:
 """)
         self.proc = subprocess.Popen([registry_server(), "serve", str(config)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=1)
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=30)
                 return
             except OSError:
                 time.sleep(0.05)

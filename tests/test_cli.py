@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -112,7 +113,13 @@ def test_a_reader_that_leaves_early_is_not_an_error(session_user: User) -> None:
     started = session_user.coop("-d", "-n", "loud", "--", "sh", "-c",
                                 "yes 'a line of output' | head -n 40000; exec sleep 1000")
     assert started.returncode == 0, started.stderr
-    time.sleep(1)
+    # All 40000 lines written (far more than a pipe holds), so that `head` leaves early.
+    total = 40000 * len(b"a line of output\r\n")
+    deadline = time.monotonic() + 120
+    while json.loads(session_user.coop("ls", "--json").stdout)[0]["ptys"][0][
+            "output_bytes"] < total:
+        assert time.monotonic() < deadline, "the agent did not print its lines"
+        time.sleep(0.1)
     command = " ".join(COOP) + " logs loud | head -n 1"
     result = session_user.run(["sh", "-c", command])
     assert result.stdout == b"a line of output\n"

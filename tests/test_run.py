@@ -103,16 +103,22 @@ def test_sigterm_reaches_the_command(user: User) -> None:
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"READY\n"
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=10)
+    out, _ = proc.communicate(timeout=60)
     assert out == b"got-TERM\n"
     assert proc.returncode == 3
 
 
 def test_orphaned_zombies_are_reaped(user: User) -> None:
     need("ps", install="apt-get install procps")
-    script = ("for i in 1 2 3 4 5; do (sh -c 'sleep 0.1' &); done; sleep 1; "
-              "ps -eo stat=,comm= | grep '^Z' || echo no-zombies")
-    result = user.coop("run", "--", "sh", "-c", script)
+    # Orphans that exit are reaped by the sandbox's init: wait until they and any zombie
+    # are gone (a zombie that stays a minute is not going to be reaped). Only the orphans
+    # run `sleep 0.1`: this script (in its shell's and init's command lines) never spells
+    # it out, so grep finds nothing else.
+    script = ("for i in 1 2 3 4 5; do (sh -c 'sleep 0.$((0+1))' &); done; i=0; "
+              "while [ $i -lt 300 ]; do "
+              "ps -eo stat=,args= | grep -q -e '^Z' -e 'sleep 0[.]1$' || "
+              "{ echo no-zombies; exit 0; }; sleep 0.2; i=$((i+1)); done; ps -eo stat=,args=")
+    result = user.coop("run", "--", "sh", "-c", script, timeout=180)
     assert result.stdout == b"no-zombies\n", result.stdout
 
 
@@ -126,9 +132,10 @@ def test_killing_coop_run_kills_the_sandbox(user: User) -> None:
     assert proc.stdout.readline() == b"READY\n"
     proc.kill()
     proc.wait()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if subprocess.run([pgrep, "-f", marker], capture_output=True).returncode != 0:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the marker is this run's own, the uid this test's
+        if subprocess.run([pgrep, "-u", str(user.uid), "-f", marker],
+                          capture_output=True).returncode != 0:
             break
         time.sleep(0.05)
     else:

@@ -130,11 +130,11 @@ def test_docker_like_and_coop_sockets_are_absent(any_user: User, tmp_path: Path)
         for path in planted:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists():
-                continue
+                continue  # a real one, or another test run's: it is planted all the same
             server = socket.socket(socket.AF_UNIX)
             server.bind(str(path))
             server.listen()
-            servers.append((server, path))
+            servers.append((server, path, path.stat().st_ino))
         any_user.chown(coop_home)
         any_user.coop_home = coop_home
         script = "; ".join(f"test -e {p} && echo VISIBLE {p}" for p in planted)
@@ -143,9 +143,11 @@ def test_docker_like_and_coop_sockets_are_absent(any_user: User, tmp_path: Path)
         assert b"VISIBLE" not in result.stdout
         assert result.stdout.strip() == b""  # coop's home is an empty mask inside
     finally:
-        for server, path in servers:
+        for server, path, inode in servers:
             server.close()
-            path.unlink()
+            # /run/docker.sock is the same path for every run: remove only our own.
+            if path.exists() and path.stat().st_ino == inode:
+                path.unlink()
         subprocess.run(["rm", "-rf", str(coop_home)], check=False)
 
 
@@ -186,7 +188,7 @@ def test_no_host_terminal_fd_enters_the_sandbox(user: User) -> None:
     try:
         proc = user.popen(COOP_RUN_TIOCSTI, stdin=subprocess.PIPE, stdout=slave,
                           stderr=slave)
-        proc.communicate(timeout=30)
+        proc.communicate(timeout=120)
     finally:
         os.close(slave)
     output = b""

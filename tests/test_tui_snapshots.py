@@ -1,9 +1,13 @@
 """Snapshot tests of the TUI: SVG screenshots compared with the files under snapshots/.
 
-Deterministic by construction: fixed terminal size, a fixed clock (ages read 0s), a fixed
-workspace path, scripted sessions, no blinking cursor. The app runs as the unprivileged
-test user against a real daemon. `COOP_UPDATE_SNAPSHOTS=1` rewrites the files; review the
-diff like code.
+Deterministic by construction: fixed terminal size, a fixed clock (ages read 0s), the
+workspace at ~/project of the test's own home (the TUI shows paths under your home from
+~, so the text is the same for every run and user while each test has its own directory),
+scripted sessions, no blinking cursor, and every screenshot taken once the screen has
+settled: what it waits for is a condition, never a time (a session's waiting marker comes
+after 3 s of quiet, so the shots wait for it). The app runs as the unprivileged test user
+against a real daemon. `COOP_UPDATE_SNAPSHOTS=1` rewrites the files; review the diff like
+code.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +23,6 @@ import pytest
 from tests.helpers import COOP, User
 
 SNAPSHOTS = Path(__file__).resolve().parent.parent / "snapshots"
-WORKSPACE = Path("/tmp/coop-snapshot-project")
 COLOURS = r"""printf '\033[?1049h\033[2J\033[H\033[1;44;37m coop snapshot \033[0m\n\n'
 printf '  \033[31mred\033[0m \033[32mgreen\033[0m \033[33myellow\033[0m \033[1mbold\033[0m '
 printf '\033[4munderline\033[0m \033[7mreverse\033[0m\n\n  \033[38;5;208m256 colours\033[0m '
@@ -29,20 +31,36 @@ exec sleep 1000
 """
 
 SCRIPT = """
-import asyncio, json
+import asyncio, json, sys
 from textual.widgets import Input
 from coop.tui.app import CoopApp
+from coop.tui.terminal import Terminal
 Input.cursor_blink = False
+
+def marked(app):
+    rows = [app.table.get_row_at(i) for i in range(app.table.row_count)]
+    return bool(rows) and all(str(row[0]) == "●" for row in rows)
+
+def shown(app, text):
+    focused = app.screen.focused
+    return isinstance(focused, Terminal) and any(text in line for line in focused.text())
+
+async def until(pilot, check, what):
+    for _ in range(1200):  # two minutes: a loaded machine is slow, not wrong
+        if check():
+            return
+        await pilot.pause(0.1)
+    sys.exit(f"the screen never got ready: {what}")
+
 async def main():
     app = CoopApp(clock=lambda: 0.0)
     async with app.run_test(size=(100, 30)) as pilot:
         app.preview.styles.scrollbar_size_vertical = 0
-        for _ in range(50):
-            await pilot.pause(0.1)
-            if READY(app):
-                break
+        await until(pilot, lambda: READY, "READY")
         ACTIONS
-        await pilot.pause(0.5)
+        await until(pilot, lambda: DONE, "DONE")
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
         print(json.dumps({"svg": app.export_screenshot()}))
 asyncio.run(main())
 """
@@ -50,18 +68,19 @@ asyncio.run(main())
 
 @pytest.fixture
 def snapshot_user(session_user: User) -> Iterator[User]:
-    shutil.rmtree(WORKSPACE, ignore_errors=True)
-    WORKSPACE.mkdir()
-    session_user.chown(WORKSPACE)
-    original, session_user.workspace = session_user.workspace, WORKSPACE
+    """The test user with its workspace at ~/project, shown as such by the TUI."""
+    workspace = session_user.home / "project"
+    workspace.mkdir()
+    session_user.chown(workspace)
+    original, session_user.workspace = session_user.workspace, workspace
     yield session_user
     session_user.workspace = original  # its own clean-up runs from there
-    shutil.rmtree(WORKSPACE, ignore_errors=True)
 
 
-def screenshot(user: User, ready: str, actions: str = "") -> str:
-    code = SCRIPT.replace("READY(app)", ready).replace("ACTIONS", actions or "pass")
-    result = user.run([COOP[0], "-c", code], timeout=90)
+def screenshot(user: User, ready: str, actions: str = "", done: str = "True") -> str:
+    code = SCRIPT.replace("READY", ready, 1).replace("ACTIONS", actions or "pass", 1) \
+        .replace("DONE", done, 1)
+    result = user.run([COOP[0], "-c", code], timeout=300)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     svg: str = json.loads(result.stdout.decode().strip().splitlines()[-1])["svg"]
     return svg
@@ -89,19 +108,20 @@ def start(user: User, name: str, script: str) -> None:
 
 class TestDashboard:
     def test_empty_state(self, snapshot_user: User) -> None:
-        check("dashboard-empty", screenshot(snapshot_user, "True"))
+        check("dashboard-empty", screenshot(snapshot_user, "not app.preview.display"))
 
     def test_sessions_and_preview(self, snapshot_user: User) -> None:
         start(snapshot_user, "agent-one", COLOURS)
         start(snapshot_user, "agent-two", "echo plain output; exec sleep 1000")
         svg = screenshot(snapshot_user, "'truecolor' in str(app.preview.render())"
-                                        " and app.table.row_count == 2")
+                                        " and app.table.row_count == 2 and marked(app)")
         check("dashboard-sessions", svg)
 
     def test_kill_confirmation(self, snapshot_user: User) -> None:
         start(snapshot_user, "doomed", "echo about to be killed; exec sleep 1000")
-        svg = screenshot(snapshot_user, "'killed' in str(app.preview.render())",
-                         "await pilot.press('k')")
+        svg = screenshot(snapshot_user, "'killed' in str(app.preview.render()) and marked(app)",
+                         "await pilot.press('k')",
+                         "type(app.screen).__name__ == 'ConfirmKill'")
         check("kill-confirmation", svg)
 
 
@@ -109,5 +129,5 @@ class TestTerminalView:
     def test_colourful_full_screen_program(self, snapshot_user: User) -> None:
         start(snapshot_user, "colours", COLOURS)
         svg = screenshot(snapshot_user, "'truecolor' in str(app.preview.render())",
-                         "await pilot.press('enter'); await pilot.pause(1.0)")
+                         "await pilot.press('enter')", "shown(app, 'truecolor')")
         check("terminal-colours", svg)

@@ -6,6 +6,7 @@ and a phone at 390×844 with touch. What is asserted is what the user sees on th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from coop.pty.filter import WARNING
 from tests.helpers import (
@@ -30,6 +32,9 @@ from tests.helpers import (
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(os.environ.get("COOP_SCREENSHOTS") or
                    Path(__file__).resolve().parent.parent / "build" / "screenshots")
+TIMEOUT_MS = 60_000
+"""For every wait on a page: a loaded machine is slow, not wrong (what is awaited is a
+condition, so a generous limit costs nothing when things work)."""
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 # Shows each read from its terminal as a Python bytes literal: what exactly the page sent.
@@ -59,13 +64,20 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium.close()
 
 
+def patient(context: BrowserContext) -> BrowserContext:
+    context.set_default_timeout(TIMEOUT_MS)
+    return context
+
+
 def desktop(browser: Browser) -> BrowserContext:
-    return browser.new_context(viewport=DESKTOP, color_scheme="dark")  # type: ignore[arg-type]
+    return patient(browser.new_context(viewport=DESKTOP,  # type: ignore[arg-type]
+                                       color_scheme="dark"))
 
 
 def phone(browser: Browser) -> BrowserContext:
-    return browser.new_context(viewport=PHONE, is_mobile=True,  # type: ignore[arg-type]
-                               has_touch=True, device_scale_factor=2, color_scheme="light")
+    return patient(browser.new_context(viewport=PHONE, is_mobile=True,  # type: ignore[arg-type]
+                                       has_touch=True, device_scale_factor=2,
+                                       color_scheme="light"))
 
 
 def open_page(context: BrowserContext, base: str, session: str = "", pty: int = 0,
@@ -76,7 +88,7 @@ def open_page(context: BrowserContext, base: str, session: str = "", pty: int = 
     page.goto(f"{base}/?token={token}" + (f"#{session}/{pty}" if session else ""))
     assert "token" not in page.url  # a cookie from now on, the address bar is clean
     page.wait_for_function("() => window.coop && coop.ui.link && "
-                           "coop.ui.link.ws.readyState === 1", timeout=15000)
+                           "coop.ui.link.ws.readyState === 1")
     assert not errors, errors
     return page
 
@@ -85,9 +97,15 @@ def screen(page: Page) -> str:
     return str(page.evaluate("coop.screen()"))
 
 
-def wait_screen(page: Page, text: str, timeout: float = 10) -> None:
-    page.wait_for_function("text => coop.screen().includes(text)", arg=text,
-                           timeout=timeout * 1000)
+def wait_screen(page: Page, text: str) -> None:
+    page.wait_for_function("text => coop.screen().includes(text)", arg=text)
+
+
+def repainted(page: Page) -> None:
+    """Wait until the page's current connection has drawn its first data: the snapshot
+    the supervisor sends on every (re)connection."""
+    page.wait_for_function("() => coop.ui.link.ws.readyState === 1 && !coop.ui.link.fresh "
+                           "&& coop.ui.link.done > 0")
 
 
 def start(user: User, name: str, command: str) -> None:
@@ -260,12 +278,14 @@ def test_two_browsers_and_a_local_attach_see_the_same_screen(
     for page in (first, second):
         wait_screen(page, "from-the-4-terminal")
         page.wait_for_function("() => coop.term.rows === 30 && coop.term.cols === 100")
-    first.wait_for_timeout(300)
-    local.settle()
-    assert screen(first) == screen(second)
-    # …and what the terminal shows, cell for cell (as text).
-    assert screen(first).split("\n") == [line.rstrip() for line in
-                                        screen_of(bytes(local.output), 30, 100)]
+    # The same screen in both pages and the terminal, cell for cell (as text), once every
+    # one of them has drawn all of it: the prompt after the echo.
+    local.read_until(b"from-the-4-terminal\r\nshared$ ")
+    expected = "\n".join(line.rstrip() for line in screen_of(bytes(local.output), 30, 100))
+    for page in (first, second):
+        with contextlib.suppress(PlaywrightTimeout):  # the assertion shows what differs
+            page.wait_for_function("text => coop.screen() === text", arg=expected)
+        assert screen(page) == expected
     local.write(b"\x1d")  # detach
     assert local.wait() == 0
     first_context.close()
@@ -284,10 +304,8 @@ def test_the_page_reconnects_after_the_server_drops_it(
     page.wait_for_function("() => document.querySelector('#conn').className.includes('down')")
     assert user.coop("serve", "--port", port, "--token", TOKEN).returncode == 0
     page.wait_for_function("() => coop.ui.link.ws.readyState === 1 && "
-                           "document.querySelector('#conn').textContent === 'live'",
-                           timeout=20000)
-    wait_screen(page, "before-the-2-drop")
-    page.wait_for_timeout(300)
+                           "document.querySelector('#conn').textContent === 'live'")
+    repainted(page)
     assert screen(page) == before  # repainted from the snapshot, not appended to
     type_line(page, "echo after-the-$((1+2))-drop")
     wait_screen(page, "after-the-3-drop")
@@ -306,11 +324,11 @@ def test_new_shell_then_kill_with_confirmation(browser: Browser,
     assert page.locator("#confirm").is_visible()
     assert "doomed" in page.locator("#confirm-text").inner_text()
     page.locator("#confirm button", has_text="Cancel").click()
-    page.wait_for_timeout(300)
+    page.locator("#confirm").wait_for(state="hidden")
     assert [s["name"] for s in json.loads(user.coop("ls", "--json").stdout)] == ["doomed"]
     page.locator("#kill").click()
     page.locator("#confirm-ok").click()
-    page.locator("#empty").wait_for(state="visible", timeout=15000)
+    page.locator("#empty").wait_for(state="visible")
     assert json.loads(user.coop("ls", "--json").stdout) == []
     context.close()
 
@@ -334,7 +352,9 @@ def test_read_only_link_shows_but_cannot_type(browser: Browser,
 def test_a_notification_when_an_agent_starts_waiting(browser: Browser,
                                                      served: tuple[User, str]) -> None:
     user, base = served
-    start(user, "asks", "sleep 3; coop-notify 'approve the plan?'; exec sleep 1000")
+    # It starts waiting once the page is open (a file the test makes), however slow that is.
+    start(user, "asks", "until [ -e asked ]; do sleep 0.1; done; "
+                        "coop-notify 'approve the plan?'; exec sleep 1000")
     context = desktop(browser)
     context.grant_permissions(["notifications"])
     # Chromium headless has no notification centre: record what the page asks for.
@@ -346,7 +366,8 @@ def test_a_notification_when_an_agent_starts_waiting(browser: Browser,
           static requestPermission() { return Promise.resolve('granted'); } };
     """)
     page = open_page(context, base, "asks")
-    page.wait_for_function("() => window.__notes.length > 0", timeout=20000)
+    (user.workspace / "asked").touch()
+    page.wait_for_function("() => window.__notes.length > 0")
     notes: list[dict[str, Any]] = page.evaluate("window.__notes")
     assert notes[0] == {"title": "asks is waiting for you", "body": "approve the plan?"}
     page.locator("#session-list li .waiting-mark").wait_for()
@@ -381,7 +402,7 @@ def test_osc52_copies_land_in_the_browser_clipboard(browser: Browser,
     page.locator("#terminal").click()
     page.keyboard.press("Enter")
     page.wait_for_function("() => navigator.clipboard.readText()"
-                           ".then(text => text === 'copied by the agent')", timeout=10000)
+                           ".then(text => text === 'copied by the agent')")
     context.close()
 
 
@@ -407,7 +428,7 @@ def test_new_session_from_the_page_and_a_broken_coopfile_named(
     assert "Coopfile:2" in page.locator("#banner").inner_text()  # the file, line and key
     page.locator("#new-workspace").fill(str(good))
     page.locator("#new-session button").click()
-    wait_screen(page, "started from the web", timeout=30)
+    wait_screen(page, "started from the web")
     assert page.locator("#session-list li").all_inner_texts()[0].startswith("from-the-web")
     context.close()
 
@@ -417,9 +438,9 @@ def test_chromium_finds_the_page_installable(tmp_path: Path, playwright: Playwri
     _, base = served
     local = base.replace("127.0.0.1", "localhost")  # a secure context, as https would be
     # Not incognito (a persistent profile): Chromium offers no install there.
-    context = playwright.chromium.launch_persistent_context(
+    context = patient(playwright.chromium.launch_persistent_context(
         str(tmp_path / "profile"), executable_path=CHROMIUM,
-        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]))
     page = context.new_page()
     page.goto(f"{local}/?token={TOKEN}")
     page.wait_for_function("() => window.coop !== undefined")
@@ -461,8 +482,8 @@ def test_the_page_over_tls(browser: Browser, session_user: User) -> None:
     assert served.returncode == 0, served.stderr
     start(session_user, "secure", "PS1='secure$ ' exec sh")
     # The user accepts the self-signed certificate (after comparing its fingerprint).
-    context = browser.new_context(viewport=DESKTOP,  # type: ignore[arg-type]
-                                  ignore_https_errors=True)
+    context = patient(browser.new_context(viewport=DESKTOP,  # type: ignore[arg-type]
+                                          ignore_https_errors=True))
     page = open_page(context, f"https://127.0.0.1:{port}", "secure")
     assert page.url.startswith("https://")
     wait_screen(page, "secure$")
@@ -480,11 +501,11 @@ def test_a_refused_host_is_approved_from_the_page(browser: Browser,
         _, context, page = session_page(browser, served, "netty",
                                         f"while :; do {fetch}; echo; sleep 0.5; done")
         bar = page.locator(".approval", has_text="127.0.0.1")
-        bar.wait_for(timeout=15000)
+        bar.wait_for()
         assert "netty: the agent was refused 127.0.0.1" in bar.inner_text()
         assert "not on the allow list" in bar.inner_text()  # why
         bar.locator("button", has_text="Allow for this session").click()
-        wait_screen(page, "hello from the host /from-the-page 200", timeout=15)
+        wait_screen(page, "hello from the host /from-the-page 200")
         assert page.locator(".approval").count() == 0
         context.close()
     finally:
@@ -501,11 +522,10 @@ def test_a_crashed_agent_is_restarted_from_the_page(browser: Browser,
     assert user.coop("-d", "-n", "crashy").returncode == 0
     context = desktop(browser)
     page = open_page(context, base, "crashy")
-    page.locator(".tab", has_text="crashed").wait_for(timeout=20000)
+    page.locator(".tab", has_text="crashed").wait_for()
     attempts = int((user.workspace / "count").read_text())
     page.locator("#restart").click()  # not running: no question to answer
-    page.wait_for_function("n => coop.screen().includes(`attempt-${n + 1}`)", arg=attempts,
-                           timeout=15000)
+    page.wait_for_function("n => coop.screen().includes(`attempt-${n + 1}`)", arg=attempts)
     assert int((user.workspace / "count").read_text()) > attempts
     context.close()
 
@@ -516,7 +536,7 @@ def test_a_page_whose_token_was_replaced_says_so(browser: Browser,
     port = served[1].rsplit(":", 1)[1]
     assert user.coop("serve", "--stop").returncode == 0
     assert user.coop("serve", "--port", port, "--token", "a-new-token-" + TOKEN).returncode == 0
-    page.locator("#banner", has_text="This link no longer works").wait_for(timeout=20000)
+    page.locator("#banner", has_text="This link no longer works").wait_for()
     assert page.locator("#conn").inner_text() == "link expired"
     context.close()
 
@@ -524,14 +544,14 @@ def test_a_page_whose_token_was_replaced_says_so(browser: Browser,
 def test_a_stopped_session_is_started_again_from_the_page(browser: Browser,
                                                          served: tuple[User, str]) -> None:
     user, base = served
-    agent = ("cat $HOME/kept 2>/dev/null || { echo first-run; echo from-before > $HOME/kept; };"
-             " exec sleep 1000")
+    agent = ("cat $HOME/kept 2>/dev/null || { echo from-before > $HOME/kept; echo first-run; };"
+             " exec sleep 1000")  # the file is there once the page shows first-run
     _, context, page = session_page(browser, served, "phoenix", agent)
     wait_screen(page, "first-run")
     crash_everything(user)  # the web server went with the daemon: serve again
     port = base.rsplit(":", 1)[1]
     assert user.coop("serve", "--port", port, "--token", TOKEN).returncode == 0
-    page.locator("#stopped-text", has_text="phoenix is stopped").wait_for(timeout=20000)
+    page.locator("#stopped-text", has_text="phoenix is stopped").wait_for()
     page.locator("#start-again").click()
-    wait_screen(page, "from-before", timeout=15)  # its files came back with it
+    wait_screen(page, "from-before")  # its files came back with it
     context.close()

@@ -25,6 +25,9 @@ from coop.pty.activity import Activity
 from coop.pty.ring import OutputRing
 from coop.pty.screen import ScreenTracker
 
+READ_SIZE = 65536
+"""One read of the PTY: the largest data frame a client is sent."""
+
 
 class Pty:
     """A PTY of the session; it survives restarts of its process (the ring continues)."""
@@ -63,7 +66,7 @@ class Pty:
     def _readable(self) -> None:
         assert self.master is not None
         try:
-            data = os.read(self.master, 65536)
+            data = os.read(self.master, READ_SIZE)
         except BlockingIOError:
             return
         except OSError as exc:
@@ -102,7 +105,7 @@ class Pty:
         assert self.master is not None
         while True:
             try:
-                data = os.read(self.master, 65536)
+                data = os.read(self.master, READ_SIZE)
             except OSError:
                 return
             if not data:

@@ -33,6 +33,9 @@ from coop.paths import CoopPaths, ensure_private_dir
 log = logging.getLogger("coop.daemon")
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 HANDOFF_COMMANDS = {"attach", "shell", "logs", "snapshot"}
+STREAM_LIMIT = 64 * 1024
+"""The StreamReader limit of a stream the daemon opens for itself (a web terminal): asyncio
+stops reading its socket once twice this much waits unread."""
 
 
 class SessionLink:
@@ -69,7 +72,7 @@ class SessionLink:
             self.conn.send_with_fds(frame, [theirs.fileno()])
         finally:
             theirs.close()
-        return await asyncio.open_unix_connection(sock=ours)
+        return await asyncio.open_unix_connection(sock=ours, limit=STREAM_LIMIT)
 
     def handoff(self, client: Conn, request: dict[str, Any]) -> None:
         frame = encode({"cmd": "handoff", "id": next(self.ids), "request": request})

@@ -364,10 +364,15 @@ class Supervisor:
         self.daemons.discard(conn)
         self.network_followers.discard(conn)
         for pty in self.ptys.values():
-            if conn in pty.clients:
-                pty.clients.discard(conn)
-                self.emit({"event": "clients", "pty": pty.ident, "clients": pty.client_counts()})
+            self._leave(pty, conn)
             pty.followers.discard(conn)
+
+    def _leave(self, pty: Pty, conn: Conn) -> None:
+        """A client is no longer watching `pty`; everyone's client counts say so at once
+        (a detach as much as a hang-up: the TUI's list refreshes on this event)."""
+        if conn in pty.clients:
+            pty.clients.discard(conn)
+            self.emit({"event": "clients", "pty": pty.ident, "clients": pty.client_counts()})
 
     def _on_daemon_frame(self, conn: Conn, kind: int, body: bytes) -> None:
         message = decode_json(body)
@@ -505,7 +510,7 @@ class Supervisor:
             conn.state.pop("size", None)
         elif what == "detach":
             conn.send(encode_control({"type": "detached", "reason": "detach"}))
-            pty.clients.discard(conn)
+            self._leave(pty, conn)
             conn.close(flush=True)
         else:
             conn.send(encode_control({"type": "error", "error": "INVALID_COMMAND",

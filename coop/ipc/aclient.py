@@ -24,6 +24,8 @@ from coop.ipc.framing import (
 from coop.paths import CoopPaths
 
 _LEN = struct.Struct(">I")
+STREAM_READ = 262144
+"""How much `stream()` reads at once (the frames of one read wait in its parser)."""
 
 
 class AsyncConnection:
@@ -63,7 +65,7 @@ class AsyncConnection:
         """After attach: (kind, body) frames until the connection ends."""
         parser = FrameParser(stream=True)
         while True:
-            data = await self.reader.read(262144)
+            data = await self.reader.read(STREAM_READ)
             if not data:
                 return
             parser.feed(data)

@@ -2,7 +2,9 @@
 
 `connect()` finds the daemon or starts it: under `daemon.lock` (flock) it re-checks, removes
 a stale socket, starts `python -m coop.daemon` detached with its output in the daemon log,
-and waits for the socket (up to 2.5 s). Ten clients racing start exactly one daemon.
+and waits for the socket as long as the daemon is alive (up to `SPAWN_WAIT`: a loaded
+machine can take seconds to import it); a daemon that exits says so at once. Ten clients
+racing start exactly one daemon.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coop.errors import CoopError
 from coop.ipc.framing import PROTOCOL_VERSION, recv_message, send_message
 from coop.paths import CoopPaths, ensure_private_dir
 
-SPAWN_WAIT = 2.5
+if TYPE_CHECKING:
+    import subprocess
+
+SPAWN_WAIT = 60.0
 EXIT_CODES = {"SESSION_NOT_FOUND": 3, "PTY_NOT_FOUND": 3, "BUILD_FAILED": 5}
 
 
@@ -81,26 +86,30 @@ def connect(paths: CoopPaths, autostart: bool = True) -> socket.socket:
             return handshake(sock)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # stale: nobody answers on it
-        _start_daemon(paths)
+        daemon = _start_daemon(paths)
         deadline = time.monotonic() + SPAWN_WAIT
         while time.monotonic() < deadline:
+            exited = daemon.poll() is not None  # before the try: then nobody will answer
             sock = _try_connect(path)
             if sock is not None:
                 return handshake(sock)
+            if exited:
+                raise DaemonError(f"the daemon exited as it started (code {daemon.returncode}).",
+                                  f"See its log: {paths.daemon_log}")
             time.sleep(0.005)
-    raise DaemonError(f"the daemon did not start within {SPAWN_WAIT} s.",
+    raise DaemonError(f"the daemon did not start within {SPAWN_WAIT:.0f} s.",
                       f"See its log: {paths.daemon_log}")
 
 
-def _start_daemon(paths: CoopPaths) -> None:
+def _start_daemon(paths: CoopPaths) -> subprocess.Popen[bytes]:
     import subprocess  # only here: it costs a few ms that every other call saves
 
     ensure_private_dir(paths.state_dir)
     log = os.open(paths.daemon_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     try:
-        subprocess.Popen([sys.executable, "-m", "coop.daemon"], stdin=subprocess.DEVNULL,
-                         stdout=log, stderr=log, start_new_session=True, close_fds=True,
-                         cwd="/")
+        return subprocess.Popen([sys.executable, "-m", "coop.daemon"], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, start_new_session=True, close_fds=True,
+                                cwd="/")
     finally:
         os.close(log)
 

@@ -23,6 +23,8 @@ from coop.ipc.framing import FrameParser, ProtocolError, encode, encode_control,
 
 log = logging.getLogger("coop.ipc")
 READ_SIZE = 256 * 1024
+QUEUE_LIMIT = 8 << 20
+"""The most a peer's output queue holds before `on_overflow` (a terminal client: a resync)."""
 
 
 class Conn:
@@ -32,7 +34,7 @@ class Conn:
                  on_frame: Callable[[Conn, int, bytes], None],
                  on_close: Callable[[Conn], None] | None = None, *,
                  stream: bool = False, accept_fds: bool = False,
-                 limit: int = 8 << 20,
+                 limit: int = QUEUE_LIMIT,
                  on_overflow: Callable[[Conn], None] | None = None) -> None:
         self.sock = sock
         self.fd = sock.fileno()

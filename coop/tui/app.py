@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -53,6 +53,14 @@ def _age(seconds: float) -> str:
     return f"{int(seconds)}s"
 
 
+def _shown_path(path: str) -> str:
+    """A path as the user would type it: under their home, from `~`."""
+    home = os.path.expanduser("~").rstrip("/")
+    if home and (path == home or path.startswith(home + "/")):
+        return "~" + path[len(home):]
+    return path
+
+
 def _styled(rows: list[list[dict[str, Any]]]) -> Text:
     """Snapshot cells as Rich text, colours and attributes kept (the preview)."""
     from coop.tui.terminal import cell_style
@@ -72,13 +80,15 @@ def _styled(rows: list[list[dict[str, Any]]]) -> Text:
 
 
 class ConfirmKill(ModalScreen[bool]):
-    """Killing a session discards its upper dir: ask first."""
+    """Killing a session discards its upper dir: ask first. The question wraps at word
+    boundaries within the dialog (a Label is as wide as its text unless told otherwise)."""
 
     BINDINGS = [Binding("y", "yes", "Kill"), Binding("n,escape", "no", "Cancel")]
     DEFAULT_CSS = """
     ConfirmKill { align: center middle; }
-    ConfirmKill > Vertical { width: 60; height: auto; border: thick $error; padding: 1 2;
-                             background: $surface; }
+    ConfirmKill > Vertical { width: 60; max-width: 100%; height: auto; max-height: 100%;
+                             border: thick $error; padding: 1 2; background: $surface; }
+    ConfirmKill #question { width: 100%; }
     ConfirmKill Horizontal { height: auto; margin-top: 1; }
     """
 
@@ -110,8 +120,9 @@ class NewSession(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
     DEFAULT_CSS = """
     NewSession { align: center middle; }
-    NewSession > Vertical { width: 80; height: auto; border: thick $primary; padding: 1 2;
-                            background: $surface; }
+    NewSession > Vertical { width: 80; max-width: 100%; height: auto; max-height: 100%;
+                            border: thick $primary; padding: 1 2; background: $surface; }
+    NewSession Label { width: 100%; }
     """
 
     def compose(self) -> ComposeResult:
@@ -127,33 +138,69 @@ class NewSession(ModalScreen[str | None]):
 
 
 class WebLink(ModalScreen[bool]):
-    """`coop serve` from the dashboard: the URLs and the QR code a phone scans."""
+    """`coop serve` from the dashboard: the URLs and the QR code a phone scans.
+
+    The code sits beside the text so that it fits an 80×24 terminal. A code that cannot fit
+    the terminal (a long https URL with its fingerprint) is not drawn at all, since a phone
+    could misread a cut one; the dialog says how big the terminal must be instead."""
 
     BINDINGS = [Binding("escape,q", "close", "Close"), Binding("x", "stop", "Stop serving")]
+    SIDE = (24, 44)
+    """The text column's narrowest and widest."""
     DEFAULT_CSS = """
     WebLink { align: center middle; }
-    WebLink > Vertical { width: auto; height: auto; border: thick $primary; padding: 1 2;
-                         background: $surface; }
-    WebLink #qr { width: auto; }
-    WebLink Horizontal { height: auto; margin-top: 1; }
+    WebLink > Horizontal { width: auto; height: auto; max-width: 100%; max-height: 100%;
+                           border: thick $primary; padding: 0 1; background: $surface; }
+    WebLink #qr { width: auto; height: auto; }
+    WebLink #qr.too-big { width: 24; padding: 1 1 0 0; }
+    WebLink #side { width: 44; height: auto; padding: 1 0 0 1; }
+    WebLink #side Label { width: 100%; margin-bottom: 1; }
+    WebLink #side Button { width: 100%; }
     """
 
     def __init__(self, reply: dict[str, Any]) -> None:
         super().__init__()
         self.reply = reply
-
-    def compose(self) -> ComposeResult:
+        self.target = str((reply.get("network_urls") or [reply["url"]])[0])
         from coop.commands.serve import qr_text
 
-        target = (self.reply.get("network_urls") or [self.reply["url"]])[0]
-        with Vertical():
-            yield Label("Scan to open your sessions on a phone on this network. Anyone "
-                        "with the link can type into them.")
-            yield Static(qr_text(target).rstrip("\n"), id="qr")
-            yield Label(target, id="url")
-            with Horizontal():
+        self.code = qr_text(self.target).rstrip("\n")
+        rows = self.code.split("\n")
+        self.code_size = (max(len(row) for row in rows), len(rows))
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield Static(self.code, id="qr")
+            with Vertical(id="side"):
+                yield Label("Scan to open your sessions on a phone on this network. Anyone "
+                            "with the link can type into them.", id="hint")
+                yield Label(self.target, id="url")
                 yield Button("Close (esc)", id="close")
                 yield Button("Stop serving (x)", variant="error", id="stop")
+
+    def on_mount(self) -> None:
+        self._fit()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        """The code if the terminal has room for it and the text beside it; else why not."""
+        width, height = self.app.size
+        code_width, code_height = self.code_size
+        frame = 2 + 2 + 1  # the border, the padding, the gap before the text
+        room = width - frame - code_width
+        fits = code_height + 2 <= height and room >= self.SIDE[0]
+        qr = self.query_one("#qr", Static)
+        qr.set_class(not fits, "too-big")
+        if fits:
+            qr.update(self.code)
+        else:
+            need = (code_width + frame + self.SIDE[0], code_height + 2)
+            qr.update(f"Make the terminal at least {need[0]}×{need[1]} to show the QR "
+                      "code here, or run `coop serve --qr` in a bigger one.")
+            room = width - frame - 24
+        self.query_one("#side").styles.width = max(self.SIDE[0], min(self.SIDE[1], room))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "stop")
@@ -363,7 +410,7 @@ class CoopApp(App[None]):
             for pty in ptys:
                 for kind, count in pty.get("clients", {}).items():
                     clients[kind] = clients.get(kind, 0) + count
-            table.add_row("●" if waiting else " ", name, info.get("workspace", ""),
+            table.add_row("●" if waiting else " ", name, _shown_path(info.get("workspace", "")),
                           info.get("state", ""), str(sum(1 for p in ptys if p.get("alive"))),
                           ", ".join(f"{n} {k}" for k, n in sorted(clients.items())) or "-",
                           _age(now - info.get("created", now)),
