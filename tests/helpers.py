@@ -19,7 +19,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +110,17 @@ def registry_server() -> str:
     """An OCI distribution registry: Debian's and Alpine's `docker-registry`, Fedora's
     `registry` (docker-distribution), or skip the test."""
     return need("docker-registry", "registry", install="apt-get install docker-registry")
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60,
+             what: str = "condition") -> None:
+    """Poll until `predicate()` is true: a condition, never a guess at how long it takes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def free_port() -> int:

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
-from tests.helpers import COOP, User, spawn_on_pty
+from tests.helpers import COOP, User, spawn_on_pty, wait_for
 
 
 def start(user: User, name: str, script: str) -> None:
@@ -20,15 +19,6 @@ def names(user: User) -> list[str]:
     result = user.coop("ls", "--json")
     assert result.returncode == 0, result.stderr
     return sorted(s["name"] for s in json.loads(result.stdout))
-
-
-def wait_for(predicate: object, timeout: float = 20, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_kill_asks_on_the_terminal_and_keeps_the_session_on_no(session_user: User) -> None:

@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from coop.ipc.framing import encode, encode_control, encode_data
@@ -25,6 +24,7 @@ from tests.helpers import (
     crash_everything,
     screen_of,
     spawn_on_pty,
+    wait_for,
 )
 
 ROWS, COLS = 30, 100
@@ -42,15 +42,6 @@ def ls(user: User) -> list[dict[str, object]]:
     assert result.returncode == 0, result.stderr
     sessions: list[dict[str, object]] = json.loads(result.stdout)
     return sessions
-
-
-def wait_for(predicate: object, timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def logs(user: User, *extra: str) -> str:

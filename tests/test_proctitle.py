@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from coop.proctitle import KINDS, fit
-from tests.helpers import User
-from tests.test_daemon import daemon_pid, ls, start, wait_for
+from tests.helpers import User, wait_for
+from tests.test_daemon import daemon_pid, ls, start
 
 
 def comm(pid: int) -> str:
