@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from tests.helpers import COOP, User, spawn_on_pty, wait_for
+from tests.helpers import COOP, User, crash_everything, spawn_on_pty, wait_for
 
 
 def start(user: User, name: str, script: str) -> None:
@@ -55,6 +55,22 @@ def test_kill_without_a_terminal_refuses_unless_forced(session_user: User) -> No
     assert forced.returncode == 0, forced.stderr
     assert forced.stdout == b"killed project\n"
     assert names(session_user) == []
+
+
+def test_kill_in_the_workspace_of_a_stopped_session_asks_about_it(session_user: User) -> None:
+    start(session_user, "project", "echo x > $HOME/outside; exec sleep 1000")
+    upper = session_user.coop_home / "data" / "sessions" / "project"
+    wait_for(upper.exists, what="the session's upper dir")
+    crash_everything(session_user)  # a reboot: the session is listed as stopped
+    wait_for(lambda: names(session_user) == ["project"], what="the stopped session")
+
+    asked = spawn_on_pty(session_user, COOP + ["kill"])
+    asked.read_until(b"[y/N]", timeout=60)
+    assert b"Kill session project?" in asked.output
+    asked.write(b"y\r")
+    assert asked.wait(timeout=60) == 0
+    assert b"killed project" in asked.output
+    assert names(session_user) == [] and not upper.exists()
 
 
 def test_kill_all_asks_once_naming_every_session(session_user: User) -> None:

@@ -8,7 +8,6 @@ import os
 import sys
 from typing import Any
 
-from coop.commands.resolve import resolve_session
 from coop.errors import UsageError
 from coop.ipc.client import call
 from coop.paths import coop_paths
@@ -21,13 +20,8 @@ def kill(sessions: list[str], all_sessions: bool, force: bool) -> int:
         message: dict[str, Any] = {"cmd": "kill", "sessions": sessions or None,
                                    "all": all_sessions, "force": True, "cwd": os.getcwd()}
     else:
-        known = call(paths, {"cmd": "ls", "fresh": False})["sessions"]
-        if all_sessions:
-            names = [str(s["name"]) for s in known]
-        else:
-            refs: list[str | None] = [*sessions] or [None]
-            names = list(dict.fromkeys(resolve_session(known, ref, os.getcwd())
-                                       for ref in refs))
+        names = call(paths, {"cmd": "kill_targets", "sessions": sessions or None,
+                             "all": all_sessions, "cwd": os.getcwd()})["sessions"]
         if not names:
             print("No sessions to kill.")
             return 0

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coop.commands.resolve import explained, resolve_session
 from coop.commands.table import print_table
 from coop.config.coopfile import CoopConfig, load_config
 from coop.config.expand import expand_env
@@ -19,6 +18,7 @@ from coop.ipc.framing import CONTROL, FrameParser
 from coop.paths import CoopPaths, coop_paths
 from coop.pty.plain import plain_text
 from coop.pty.relay import window_size
+from coop.sessionref import unknown_session
 
 IDENTITY_VARS = ("HOME", "USER")
 
@@ -97,9 +97,9 @@ def attach(session: str | None, pty: int, detach_keys: str = "ctrl-]",
                                "size": _size(), "cwd": os.getcwd(), **(extra or {})}
     try:
         reply = request(sock, message)
-    except RequestError as exc:
+    except RequestError:
         sock.close()
-        raise explained(exc, session) from None
+        raise
     name = str(reply.get("session", session))
     try:
         outcome = stream(sock, name, detach_byte(detach_keys))
@@ -169,8 +169,8 @@ def logs(session: str | None, pty: int, follow: bool, lines: int | None, raw: bo
     otherwise be glued to the last line), and an empty denial list says so."""
     paths = coop_paths()
     sock = connect(paths)
-    request(sock, {"cmd": "logs", "session": session, "pty": pty, "follow": follow,
-                   "lines": lines, "cwd": os.getcwd(), "network": network})
+    reply = request(sock, {"cmd": "logs", "session": session, "pty": pty, "follow": follow,
+                           "lines": lines, "cwd": os.getcwd(), "network": network})
     parser = FrameParser(stream=True)
     out = sys.stdout.buffer
     last = b""
@@ -194,11 +194,7 @@ def logs(session: str | None, pty: int, follow: bool, lines: int | None, raw: bo
         out.write(b"\n")
         out.flush()
     if network and not last and not follow and lines != 0:
-        try:
-            known = call(paths, {"cmd": "ls", "fresh": False})["sessions"]
-            name = resolve_session(known, session, os.getcwd())
-        except CoopError:  # it ended meanwhile
-            name = session or "this directory's session"
+        name = reply.get("session", session or "this directory's session")
         print(f"No network requests were refused in session {name}.")
     return 0
 
@@ -209,7 +205,7 @@ def start(name: str) -> int:
     found = [s for s in sessions if s["name"] == name]
     if not found:
         raise RequestError("SESSION_NOT_FOUND",
-                           f"there is no session named {name}; `coop ls` lists them.")
+                           unknown_session(name, [str(s["name"]) for s in sessions]))
     if found[0].get("state") != "stopped":
         print(f"{name} is already running (`coop attach {name}`)")
         return 0

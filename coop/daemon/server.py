@@ -29,6 +29,7 @@ from coop.daemon.zygote import Zygote
 from coop.ipc.conn import Conn, peer_uid
 from coop.ipc.framing import PROTOCOL_VERSION, ProtocolError, decode_json, encode, error
 from coop.paths import CoopPaths, ensure_private_dir
+from coop.sessionref import unknown_session
 
 log = logging.getLogger("coop.daemon")
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
@@ -315,7 +316,7 @@ class Daemon:
         """A session by name or workspace path (default: the cwd's, else the only one)."""
         if ref and ref in self.sessions:
             return self.sessions[ref]
-        path = os.path.realpath(ref) if ref else (os.path.realpath(cwd) if cwd else None)
+        path = self._path(ref, cwd)
         if path:
             for link in self.sessions.values():
                 if link.info.get("workspace") == path:
@@ -326,7 +327,16 @@ class Daemon:
             return error("SESSION_NOT_FOUND", "there are no sessions")
         if not ref:
             return error("SESSION_NOT_FOUND", "several sessions run; name one (see `coop ls`)")
-        return error("SESSION_NOT_FOUND", f"no session named or working in {ref!r}")
+        names = [*self.sessions, *(s["name"] for s in self.stopped_sessions())]
+        return error("SESSION_NOT_FOUND",
+                     unknown_session(ref, names, is_dir=bool(path and os.path.isdir(path))))
+
+    @staticmethod
+    def _path(ref: str | None, cwd: str | None) -> str | None:
+        """The workspace path `ref` may mean (relative to the client's cwd), else the cwd."""
+        if ref:
+            return os.path.realpath(os.path.join(cwd or "/", ref))
+        return os.path.realpath(cwd) if cwd else None
 
     # -- commands ---------------------------------------------------------------------
     async def cmd_status(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
@@ -471,22 +481,39 @@ class Daemon:
     cmd_logs = _handoff
     cmd_snapshot = _handoff
 
-    async def cmd_kill(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+    def _kill_targets(self, message: dict[str, Any]) -> tuple[list[SessionLink], list[str]] \
+            | dict[str, Any]:
+        """The running sessions a `kill` message means, and the stopped ones it discards."""
         stopped = {s["name"]: s for s in self.stopped_sessions()}
-        discarded = []
         if message.get("all"):
-            targets = list(self.sessions.values())
-            discarded = list(stopped)
-        else:
-            targets = []
-            for ref in message.get("sessions") or [None]:
-                if ref in stopped:
-                    discarded.append(ref)
-                    continue
-                found = self.find(ref, message.get("cwd"))
-                if isinstance(found, dict):
-                    return found
-                targets.append(found)
+            return list(self.sessions.values()), list(stopped)
+        targets, discarded = [], []
+        for ref in message.get("sessions") or [None]:
+            name = ref if ref in stopped else self._stopped_in(ref, message, stopped)
+            if name:
+                discarded.append(name)
+                continue
+            found = self.find(ref, message.get("cwd"))
+            if isinstance(found, dict):
+                return found
+            targets.append(found)
+        return list(dict.fromkeys(targets)), list(dict.fromkeys(discarded))
+
+    async def cmd_kill_targets(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+        """What `kill` with the same fields would kill, killing nothing: `coop kill` asks
+        the user about exactly these names. (A command of its own, not a flag, so a daemon
+        too old to know it refuses it instead of killing.)"""
+        found = self._kill_targets(message)
+        if isinstance(found, dict):
+            return found
+        targets, discarded = found
+        return {"ok": True, "sessions": [link.name for link in targets] + discarded}
+
+    async def cmd_kill(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any]:
+        found = self._kill_targets(message)
+        if isinstance(found, dict):
+            return found
+        targets, discarded = found
         for name in discarded:  # nothing runs: its files are all there is
             await asyncio.get_running_loop().run_in_executor(None, self._discard, name)
         for link in targets:
@@ -494,6 +521,15 @@ class Daemon:
         await asyncio.gather(*(asyncio.wait_for(asyncio.shield(link.closed), 10)
                                for link in targets), return_exceptions=True)
         return {"ok": True, "killed": [link.name for link in targets] + discarded}
+
+    def _stopped_in(self, ref: str | None, message: dict[str, Any],
+                    stopped: dict[str, dict[str, Any]]) -> str | None:
+        """The stopped session whose workspace `ref` (or the cwd) is, when none runs there."""
+        path = self._path(ref, message.get("cwd"))
+        if not path or ref in self.sessions or any(link.info.get("workspace") == path
+                           for link in self.sessions.values()):
+            return None
+        return next((name for name, s in stopped.items() if s.get("workspace") == path), None)
 
     def _drop_stale_socket(self, name: str) -> None:
         """A supervisor that died without cleaning up left its socket: nobody answers it."""

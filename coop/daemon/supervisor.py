@@ -528,7 +528,7 @@ class Supervisor:
     def _logs(self, conn: Conn, pty: Pty, message: dict[str, Any]) -> None:
         lines = message.get("lines")
         data = pty.ring.tail_lines(int(lines)) if lines is not None else pty.ring.read(0)[1]
-        conn.reply({"ok": True, "pty": pty.ident})
+        conn.reply({"ok": True, "pty": pty.ident, "session": self.name})
         conn.set_stream(True)
         conn.on_frame = lambda c, k, b: None
         for start in range(0, len(data), 256 * 1024):
@@ -543,7 +543,7 @@ class Supervisor:
         lines = [d.line() + "\n" for d in self.denials]
         if message.get("lines") is not None:
             lines = lines[-int(message["lines"]):] if int(message["lines"]) > 0 else []
-        conn.reply({"ok": True, "network": True})
+        conn.reply({"ok": True, "network": True, "session": self.name})
         conn.set_stream(True)
         conn.on_frame = lambda c, k, b: None
         if lines:
