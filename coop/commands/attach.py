@@ -17,7 +17,7 @@ import selectors
 import signal
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from coop.errors import CoopError
 from coop.ipc.framing import CONTROL, FrameParser, encode_control, encode_data
@@ -57,18 +57,59 @@ def stream(sock: socket.socket, session: str, detach: bytes) -> Outcome:
 
 
 def _relay(sock: socket.socket, detach: bytes, interactive: bool) -> tuple[Outcome, bool]:
-    state: dict[str, object] = {"alternate": False}
+    state = _State()
     try:
-        return _relay_loop(sock, detach, interactive, state)
+        return _relay_loop(sock, detach, interactive, state), state.alternate
     except (ConnectionError, BrokenPipeError):
-        return Outcome("lost"), bool(state["alternate"])
+        # A write can fail because the supervisor already said why it is over and closed
+        # (a dead agent detaches at once): what it said is still in our receive queue.
+        return _remainder(sock, state), state.alternate
+
+
+@dataclass
+class _State:
+    parser: FrameParser = field(default_factory=lambda: FrameParser(stream=True))
+    alternate: bool = False
+    exit_code: int | None = None
+
+
+def _remainder(sock: socket.socket, state: _State) -> Outcome:
+    """What the supervisor sent before the connection broke: a `detached`, or nothing."""
+    while True:
+        try:
+            data = sock.recv(262144)
+        except OSError:
+            data = b""
+        if not data:
+            return Outcome("lost", state.exit_code)
+        outcome = _received(data, state)
+        if outcome is not None:
+            return outcome
+
+
+def _received(data: bytes, state: _State) -> Outcome | None:
+    """Show terminal bytes, follow controls; an Outcome when the supervisor detached us."""
+    state.parser.feed(data)
+    for kind, body in state.parser.frames():
+        if kind == CONTROL:
+            control = json.loads(body)
+            what = control.get("type")
+            if what == "pty_exited":
+                state.exit_code = control.get("code")
+            elif what == "pty_restarting":
+                state.exit_code = None
+            elif what == "detached":  # with `code` when the PTY is over for good
+                return Outcome(str(control.get("reason", "detached")),
+                               control.get("code", state.exit_code))
+            continue
+        for match in _ALT.finditer(body):
+            state.alternate = match.group(1) == b"h"
+        _write_all(body)
+    return None
 
 
 def _relay_loop(sock: socket.socket, detach: bytes, interactive: bool,
-                state: dict[str, object]) -> tuple[Outcome, bool]:
-    parser = FrameParser(stream=True)
-    alternate = False
-    exit_code: int | None = None
+                state: _State) -> Outcome:
     sel = selectors.DefaultSelector()
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     old_wakeup = signal.set_wakeup_fd(wake_w)
@@ -76,9 +117,9 @@ def _relay_loop(sock: socket.socket, detach: bytes, interactive: bool,
     sel.register(sock, selectors.EVENT_READ, "sock")
     sel.register(0, selectors.EVENT_READ, "stdin")
     sel.register(wake_r, selectors.EVENT_READ, "signal")
-    if interactive:
-        _send_size(sock)
     try:
+        if interactive:
+            _send_size(sock)
         while True:
             for key, _ in sel.select():
                 if key.data == "signal":
@@ -95,29 +136,15 @@ def _relay_loop(sock: socket.socket, detach: bytes, interactive: bool,
                         if before:
                             sock.sendall(encode_data(before))
                         sock.sendall(encode_control({"type": "detach"}))
-                        return Outcome("detached"), alternate
+                        return Outcome("detached")
                     sock.sendall(encode_data(data))
                 else:
                     data = sock.recv(262144)
                     if not data:
-                        return Outcome("lost", exit_code), alternate
-                    parser.feed(data)
-                    for kind, body in parser.frames():
-                        if kind == CONTROL:
-                            control = json.loads(body)
-                            what = control.get("type")
-                            if what == "pty_exited":
-                                exit_code = control.get("code")
-                            elif what == "pty_restarting":
-                                exit_code = None
-                            elif what == "detached":
-                                return Outcome(str(control.get("reason", "detached")),
-                                               exit_code), alternate
-                            continue
-                        for match in _ALT.finditer(body):
-                            alternate = match.group(1) == b"h"
-                            state["alternate"] = alternate
-                        _write_all(body)
+                        return Outcome("lost", state.exit_code)
+                    outcome = _received(data, state)
+                    if outcome is not None:
+                        return outcome
     finally:
         signal.signal(signal.SIGWINCH, old_winch)
         signal.set_wakeup_fd(old_wakeup)

@@ -19,6 +19,7 @@ from coop.config.expand import expand_env
 from coop.paths import coop_paths, ensure_private_dir
 from coop.pty.relay import Pipe, raw_terminal, relay, window_size
 from coop.sandbox.bases import resolve_config_base
+from coop.sandbox.command import CommandMissing
 from coop.sandbox.identity import current_identity
 from coop.sandbox.init import exit_code
 from coop.sandbox.launch import Sandbox, first_command, launch
@@ -61,8 +62,8 @@ def run(argv: list[str], workspace: Path | None, coopfile: Path | None,
     try:
         prepare(plan)
         if interactive:
-            return _run_with_pty(plan, config.network_allow, early)
-        return _run_with_pipes(plan, config.network_allow, early)
+            return _run_with_pty(plan, config.network_allow, early, config.image)
+        return _run_with_pipes(plan, config.network_allow, early, config.image)
     finally:
         remove_tree(upper)
         try:
@@ -112,10 +113,21 @@ def _launch(plan: SandboxPlan, stdio: tuple[int, int, int] = (0, 1, 2)) -> Sandb
     return sandbox
 
 
-def _run_with_pty(plan: SandboxPlan, allow: list[str], early: list[int]) -> int:
+def _spawned(sandbox: Sandbox, plan: SandboxPlan, image: str) -> int | None:
+    """The command's PTY master (or None): a command init cannot find or run ends the
+    sandbox, and the error says where it looked and how to install it (exit 127/126)."""
+    try:
+        return sandbox.spawn_result()[1]
+    except CommandMissing as exc:
+        sandbox.control.close()  # init kills what is left and exits
+        os.waitpid(sandbox.pid, 0)
+        raise exc.explained(plan.env.get("PATH", ""), image) from None
+
+
+def _run_with_pty(plan: SandboxPlan, allow: list[str], early: list[int], image: str) -> int:
     sandbox = _launch(plan)
     _start_proxy(sandbox, allow, interactive=True)
-    _, master = sandbox.spawn_result()
+    master = _spawned(sandbox, plan, image)
     assert master is not None
     with raw_terminal(0):
         status = relay([Pipe(0, master, close_dst_on_eof=False),
@@ -126,7 +138,8 @@ def _run_with_pty(plan: SandboxPlan, allow: list[str], early: list[int]) -> int:
     return exit_code(status)
 
 
-def _run_with_pipes(plan: SandboxPlan, allow: list[str], early: list[int]) -> int:
+def _run_with_pipes(plan: SandboxPlan, allow: list[str], early: list[int],
+                    image: str) -> int:
     """Non-terminal fds go straight in; any terminal fd is replaced by a relayed pipe."""
     stdio: list[int] = []
     pipes: list[Pipe] = []
@@ -148,6 +161,6 @@ def _run_with_pipes(plan: SandboxPlan, allow: list[str], early: list[int]) -> in
     _start_proxy(sandbox, allow, interactive=False)
     for fd in theirs:
         os.close(fd)
-    sandbox.spawn_result()
+    _spawned(sandbox, plan, image)
     status = relay(pipes, sandbox.pid, forward_to=sandbox.pid, early_signals=early)
     return exit_code(status)

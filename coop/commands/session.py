@@ -21,6 +21,8 @@ from coop.pty.relay import window_size
 from coop.sessionref import unknown_session
 
 IDENTITY_VARS = ("HOME", "USER")
+NEVER_STARTED = ("not-found", "cannot-run")
+"""Session states whose agent could not be started: `coop` replaces such a session."""
 
 
 def _size() -> list[int]:
@@ -64,6 +66,8 @@ def start_or_attach(workspace: Path | None, coopfile: Path | None, name: str | N
         existing = [s for s in sessions if (s["name"] == name if name
                                             else s.get("workspace") == str(config.workspace))]
         live = [s for s in existing if s.get("state") != "stopped"]
+        if live and _never_started(sock, live[0]["name"], quiet):
+            live = existing = []
         if live:
             session = live[0]["name"]
             if argv and not quiet:
@@ -85,6 +89,21 @@ def start_or_attach(workspace: Path | None, coopfile: Path | None, name: str | N
             print(session)
         return 0
     return attach(session, 0, config.detach_keys)
+
+
+def _never_started(sock: Any, name: str, quiet: bool) -> bool:
+    """Whether `name`'s agent could not start and nothing else runs in it: then it is
+    killed, so that a fresh session sees what was installed since (a new base, a new
+    PATH lookup) and the command given now."""
+    fresh = [s for s in request(sock, {"cmd": "ls"})["sessions"] if s["name"] == name]
+    if not fresh or fresh[0].get("state") not in NEVER_STARTED or \
+            any(p.get("alive") for p in fresh[0].get("ptys", [])):
+        return False
+    request(sock, {"cmd": "kill", "sessions": [name], "force": True})
+    if not quiet:
+        print(f"coop: the agent of session {name} never started; starting it afresh",
+              file=sys.stderr)
+    return True
 
 
 def attach(session: str | None, pty: int, detach_keys: str = "ctrl-]",
@@ -237,6 +256,9 @@ def status(as_json: bool) -> int:
     info: dict[str, Any] = {"daemon": daemon}
     try:
         config = load_config(paths)
+        if daemon.get("ok"):
+            info["sessions"] = [s for s in call(paths, {"cmd": "ls"}, autostart=False)
+                                ["sessions"] if s.get("workspace") == str(config.workspace)]
         info["workspace"] = str(config.workspace)
         info["coopfile"] = [str(p) for p in config.sources]
         info["image"] = config.image
@@ -260,7 +282,15 @@ def status(as_json: bool) -> int:
         print(f"workspace: {info['workspace']}")
         print(f"coopfile: {', '.join(info['coopfile']) or 'none (defaults)'}")
         print(f"image: {info['image']}   network: {info['network']}")
+        for session in info.get("sessions", []):
+            print(f"session: {session['name']} ({_agent_state(session)})")
     return 0
+
+
+def _agent_state(session: dict[str, Any]) -> str:
+    """`running`, or the state with why the agent is not running."""
+    state = str(session.get("state", "?"))
+    return f"{state}: {session['reason']}" if session.get("reason") else state
 
 
 def _wait_gone(pid: int, timeout: float = 10) -> None:

@@ -43,6 +43,7 @@ from coop.net.policy import AllowList
 from coop.net.proxy import Denial, ForwardProxy
 from coop.paths import CoopPaths, coop_paths, ensure_private_dir
 from coop.sandbox.bases import resolve_config_base
+from coop.sandbox.command import NOT_EXECUTABLE, NOT_FOUND, explain
 from coop.sandbox.identity import current_identity
 from coop.sandbox.launch import Sandbox, first_command, launch
 from coop.sandbox.mounts import Bind
@@ -52,6 +53,9 @@ log = logging.getLogger("coop.supervisor")
 
 CRASH_WINDOW = 5.0
 CRASH_LIMIT = 3
+KEPT_STATES = ("crashed", "not-found", "cannot-run")
+"""The agent is finished and the session stays (with nothing running) so that `coop ls`,
+`coop logs` and `coop restart` can still reach it."""
 KILL_GRACE = 5.0
 HOST_RE = re.compile(r"[A-Za-z0-9._:-]{1,253}")
 """A host name or an IP address, as `coop allow` and the page may approve one."""
@@ -97,6 +101,11 @@ class Supervisor:
         self._ending = False
         self._waiter: asyncio.Task[None] | None = None
         self._restart_requested = False
+        self.agent_runs = 0
+        """Times the agent was exec'd since the session started (or `coop restart`)."""
+        self.agent_reason = ""
+        """Why the agent is not running and will not be restarted ("" otherwise)."""
+        self.image = "host"
         self.network_mode = "proxy"
         self.input_filter: dict[str, Any] = {}
         self.network_allow: list[str] = []
@@ -118,6 +127,7 @@ class Supervisor:
         self.shell = config.shell
         self.restart_policy = config.agent_restart
         self.restart_delay = config.agent_restart_delay_ms / 1000
+        self.image = config.image
         self.network_mode = config.network_mode
         self.input_filter = {"ctrl_c": config.ctrl_c,
                              "ctrl_c_debounce_ms": config.ctrl_c_debounce_ms,
@@ -274,35 +284,54 @@ class Supervisor:
         if "spawned" in message:
             pty = self.ptys[message["spawned"]]
             pty.started(fds[0])
+            if pty.kind == "agent":
+                self.agent_runs += 1
             self.emit({"event": "pty_added", "pty": pty.ident, "kind": pty.kind})
         elif "spawn_error" in message:
             for fd in fds:
                 os.close(fd)
             pty = self.ptys[message["spawn_error"]]
-            pty.notice(f"cannot start {pty.argv[0]}: {message['error']}")
-            pty.exited(126)
-            self._after_exit(pty)
+            code = int(message.get("code") or NOT_EXECUTABLE)
+            if message.get("code"):  # init looked it up: not installed, or not executable
+                lines = explain(pty.argv[0], code, self.env.get("PATH", ""), self.image,
+                                str(message.get("found") or ""))
+            else:
+                lines = [f"cannot start {pty.argv[0]}: {message['error']}"]
+            pty.notice("\r\n       ".join(lines))
+            pty.exited(code)
+            self.emit({"event": "pty_exited", "pty": pty.ident, "code": code})
+            self._after_exit(pty, lines[0].rstrip("."))
         elif "exited" in message:
             pty = self.ptys[message["exited"]]
             pty.exited(int(message["code"]))
             self.emit({"event": "pty_exited", "pty": pty.ident, "code": pty.exit_code})
             self._after_exit(pty)
 
-    def _after_exit(self, pty: Pty) -> None:
+    def _after_exit(self, pty: Pty, problem: str = "") -> None:
+        """Restart the agent per `agent.restart`, or say why not; end the session when
+        nothing is left running (unless the agent failed: see KEPT_STATES)."""
         if self._ending:
             return
         if pty.kind == "agent":
             quick = time.time() - pty.started_at < CRASH_WINDOW
             pty.quick_exits = pty.quick_exits + 1 if quick else 0
             code = pty.exit_code or 0
-            wanted = self._restart_requested or self.restart_policy == "always" or (
+            requested = self._restart_requested
+            wanted = requested or self.restart_policy == "always" or (
                 self.restart_policy == "on-failure" and code != 0)
             self._restart_requested = False
+            # Found missing before exec, or 127/126 from its first run: a restart would
+            # fail the same way (and look like a crash loop).
+            if code in (NOT_FOUND, NOT_EXECUTABLE) and not requested and (
+                    problem or self.agent_runs <= 1):
+                self._cannot_start(pty, code, problem)
+                return
             if wanted and pty.quick_exits >= CRASH_LIMIT:
-                pty.notice(f"the agent exited {CRASH_LIMIT} times within {CRASH_WINDOW:.0f} s "
-                           "of starting; not restarting it. Fix it, then `coop restart`.")
-                self.state = "crashed"
+                reason = (f"the agent exited {CRASH_LIMIT} times within {CRASH_WINDOW:.0f} s "
+                          "of starting; not restarting it. Fix it, then `coop restart`.")
+                pty.notice(reason)
                 self.emit({"event": "crash_loop", "pty": pty.ident})
+                self._agent_finished(pty, "crashed", reason)
                 return
             if wanted:
                 pty.notice(f"the agent exited with code {code}; restarting it")
@@ -311,10 +340,52 @@ class Supervisor:
                 self.emit({"event": "pty_restarting", "pty": pty.ident})
                 asyncio.get_running_loop().call_later(self.restart_delay, self._restart, pty)
                 return
-        else:
-            self._detach_all(pty, f"shell {pty.ident} exited")
-        if not any(p.alive for p in self.ptys.values()) and self.state != "crashed":
+            why = "never" if self.restart_policy == "never" else \
+                f"{self.restart_policy}, and it did not fail"
+            reason = f"the agent exited with code {code}; not restarting it (agent.restart: {why})"
+            if any(p.alive for p in self.ptys.values()):
+                self._agent_finished(pty, "exited", f"{reason}. Its shells keep running; "
+                                                    "`coop restart` starts it again")
+                return
+            self.end(f"{reason}; the session ended")
+            return
+        self._detach_all(pty, f"shell {pty.ident}: {problem}" if problem
+                         else f"shell {pty.ident} exited")
+        if not any(p.alive for p in self.ptys.values()) and self.state not in KEPT_STATES:
             self.end(f"the session ended (exit code {pty.exit_code})")
+
+    def _cannot_start(self, pty: Pty, code: int, problem: str) -> None:
+        """The agent is not installed (127) or cannot be run (126): say so, once."""
+        name = pty.argv[0] if pty.argv else "the agent"
+        if not problem:  # it was exec'd: what it ran, or its interpreter, is missing
+            what = "a command it runs was not found" if code == NOT_FOUND else \
+                "a file it runs is not executable"
+            problem = f"{name} exited with code {code} the first time it ran: {what}"
+            pty.notice(f"{problem} (its own message is above); not restarting it.")
+        log.warning("session %s: %s", self.name, problem)
+        fix = "install it" if code == NOT_FOUND else "fix that"
+        self._agent_finished(pty, "not-found" if code == NOT_FOUND else "cannot-run",
+                             f"the agent did not start: {problem}. Not restarting it; {fix}, "
+                             "then run coop again (or `coop restart`)")
+
+    def _agent_finished(self, pty: Pty, state: str, reason: str) -> None:
+        """The agent will not run again unless asked: local terminals watching it are told
+        why (and its exit code) instead of staying attached to a dead PTY. The TUI and
+        the page keep their view of the last screen, which they mark as exited."""
+        self.state = state
+        self.agent_reason = reason
+        self.emit({"event": "agent_stopped", "pty": pty.ident, "state": state,
+                   "reason": reason, "code": pty.exit_code})
+        for conn in list(pty.clients):
+            if conn.state.get("kind", "local") == "local":
+                self._detach_finished(conn, pty)
+
+    def _detach_finished(self, conn: Conn, pty: Pty) -> None:
+        conn.send(encode_control({"type": "detached", "reason": self.agent_reason,
+                                  "code": pty.exit_code}))
+        pty.clients.discard(conn)
+        conn.close(flush=True)
+        self.emit({"event": "clients", "pty": pty.ident, "clients": pty.client_counts()})
 
     def _restart(self, pty: Pty) -> None:
         if not self._ending and not pty.alive:
@@ -483,6 +554,9 @@ class Supervisor:
             pty.resize(*conn.state["size"])
         pty.join(conn)
         self.emit({"event": "clients", "pty": pty.ident, "clients": pty.client_counts()})
+        if pty.kind == "agent" and self.agent_reason and conn.state["kind"] == "local":
+            self._detach_finished(conn, pty)  # the last screen, then why it is over
+            return
         conn.process()
 
     def _on_stream_frame(self, conn: Conn, kind: int, body: bytes) -> None:
@@ -579,9 +653,10 @@ class Supervisor:
         return {"name": self.name, "workspace": self.workspace, "created": self.created,
                 "state": self.state, "supervisor_pid": os.getpid(),
                 "input_filter": self.input_filter, "network_approved": self.approved,
+                **({"reason": self.agent_reason} if self.agent_reason else {}),
                 "ptys": [pty.info() for pty in sorted(self.ptys.values(),
                                                       key=lambda p: p.ident)
-                         if pty.started_at]}
+                         if pty.started_at or pty.exit_code is not None]}
 
     def approve(self, host: str) -> dict[str, Any]:
         """The user let a host through the proxy for the rest of this session."""
@@ -600,6 +675,8 @@ class Supervisor:
         if agent is None:
             return error("PTY_NOT_FOUND", "this session has no agent")
         agent.quick_exits = 0
+        self.agent_runs = 0  # a first start again: a missing command is not retried
+        self.agent_reason = ""
         self.state = "running"
         if agent.alive:
             assert self.sandbox is not None

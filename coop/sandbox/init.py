@@ -7,7 +7,12 @@ control socket it shares with its caller (`coop run` or the session supervisor):
     caller -> init   {"op": "spawn", "id", "argv", "env", "cwd", "tty": [rows, cols] | null}
                      {"op": "signal", "id", "signal"}        {"op": "shutdown"}
     init -> caller   {"ready": true}   {"spawned": id, "pid"} (+ the PTY master, SCM_RIGHTS)
-                     {"spawn_error": id, "error"}   {"exited": id, "code"}   {"error", "errno"}
+                     {"spawn_error": id, "error", "code"?, "command"?, "found"?}
+                     {"exited": id, "code"}   {"error", "errno"}
+
+A command that exec would not find (or could not run) is refused before anything is
+forked: `spawn_error` with `code` 127 (or 126), as a shell would exit, so the caller can
+tell "not installed" from a command that ran and failed.
 
 Every process it spawns lives in the same namespaces, so a shell sees the agent's files
 and processes. Init reaps every orphan, so no zombie survives. With `exit_with_first`
@@ -31,6 +36,7 @@ import termios
 from typing import Any
 
 from coop.sandbox import syscalls as sc
+from coop.sandbox.command import locate, problem
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2)
@@ -159,6 +165,12 @@ class Init:
 
     def spawn(self, request: dict[str, Any]) -> None:
         ident = request.get("id", 0)
+        name = str(request["argv"][0]) if request["argv"] else ""
+        code, found = locate(name, str(request["env"].get("PATH", "")), str(request["cwd"]))
+        if code:
+            send(self.sock, {"spawn_error": ident, "code": code, "command": name,
+                             "found": found, "error": problem(name, code, found)})
+            return
         try:
             tty = request.get("tty")
             master, slave = open_pty((int(tty[0]), int(tty[1]))) if tty else (None, None)

@@ -28,6 +28,7 @@ from typing import Any
 from coop.errors import SandboxError
 from coop.proctitle import set_title
 from coop.sandbox import syscalls as sc
+from coop.sandbox.command import CommandMissing
 from coop.sandbox.init import FORWARDED_SIGNALS, Init, exit_code, report, send
 from coop.sandbox.plan import SandboxPlan
 
@@ -79,6 +80,9 @@ class Sandbox:
             if message.get("spawned") == ident:
                 return int(message["pid"]), (fds[0] if fds else None)
             if message.get("spawn_error") == ident:
+                if message.get("code"):
+                    raise CommandMissing(str(message.get("command", "")), int(message["code"]),
+                                         str(message.get("found", "")))
                 raise SandboxError(f"cannot start the command: {message['error']}.")
             if message.get("closed"):
                 raise SandboxError("the sandbox exited while starting a command.")
@@ -126,7 +130,7 @@ def _await_ready(sock: socket.socket, pid: int, start_first: bool) -> Sandbox:
         if message.get("closed"):
             _, status = os.waitpid(pid, 0)
             raise SandboxError(f"the sandbox exited during set-up (status {exit_code(status)}).")
-        if "error" in message:
+        if "error" in message and "spawn_error" not in message:  # the set-up failed
             os.waitpid(pid, 0)
             raise SandboxError(f"cannot build the sandbox: {message['error']}.",
                                _doctor_hint())
