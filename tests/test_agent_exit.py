@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from coop.config.coopfile import DEFAULT_PATH
-from tests.helpers import COOP, PtyRun, User, screen_of, spawn_on_pty
-from tests.test_daemon import logs, start, wait_for
+from tests.helpers import COOP, PtyRun, User, screen_of, spawn_on_pty, wait_for
+from tests.test_daemon import logs, start
 
 ROWS, COLS = 30, 240
 
