@@ -189,6 +189,20 @@ def test_shell_joins_the_agents_namespaces(session_user: User) -> None:
     assert b"project" in output
 
 
+def test_shell_takes_its_input_from_dev_null_or_a_file(session_user: User,
+                                                        world_tmp: Path) -> None:
+    start(session_user, "sh", "-c", "exec sleep 1234")
+    quiet = session_user.coop("shell", "-c", "echo from-the-shell", stdin=subprocess.DEVNULL)
+    assert quiet.returncode == 0, quiet.stderr
+    assert b"from-the-shell" in quiet.stdout
+    typed = world_tmp / "typed"
+    typed.write_text("hello\n")
+    with typed.open("rb") as given:
+        read = session_user.coop("shell", "-c", "read line; echo got:$line", stdin=given.fileno())
+    assert read.returncode == 0, read.stderr
+    assert b"got:hello" in read.stdout
+
+
 def test_logs_lines_and_raw(session_user: User) -> None:
     start(session_user, "sh", "-c",
           "for i in 1 2 3 4 5; do printf '\\033[31mline %s\\033[0m\\n' $i; done; "

@@ -115,11 +115,18 @@ def _relay_loop(sock: socket.socket, detach: bytes, interactive: bool,
     old_wakeup = signal.set_wakeup_fd(wake_w)
     old_winch = signal.signal(signal.SIGWINCH, lambda *_: None)
     sel.register(sock, selectors.EVENT_READ, "sock")
-    sel.register(0, selectors.EVENT_READ, "stdin")
     sel.register(wake_r, selectors.EVENT_READ, "signal")
     try:
         if interactive:
             _send_size(sock)
+        try:
+            sel.register(0, selectors.EVENT_READ, "stdin")
+        except PermissionError:
+            # A regular file or /dev/null (`coop shell -c CMD </dev/null`): epoll cannot
+            # watch it, and it is always readable, so it is sent whole now.
+            while data := os.read(0, 65536):
+                if _forward(sock, data, detach):
+                    return Outcome("detached")
         while True:
             for key, _ in sel.select():
                 if key.data == "signal":
@@ -130,14 +137,8 @@ def _relay_loop(sock: socket.socket, detach: bytes, interactive: bool,
                     data = os.read(0, 65536)
                     if not data:
                         sel.unregister(0)
-                        continue
-                    if detach in data:
-                        before = data[:data.index(detach)]
-                        if before:
-                            sock.sendall(encode_data(before))
-                        sock.sendall(encode_control({"type": "detach"}))
+                    elif _forward(sock, data, detach):
                         return Outcome("detached")
-                    sock.sendall(encode_data(data))
                 else:
                     data = sock.recv(262144)
                     if not data:
@@ -151,6 +152,19 @@ def _relay_loop(sock: socket.socket, detach: bytes, interactive: bool,
         sel.close()
         os.close(wake_r)
         os.close(wake_w)
+
+
+def _forward(sock: socket.socket, data: bytes, detach: bytes) -> bool:
+    """Send what was typed; True when it held the detach key (what came before it is sent,
+    then the request to detach)."""
+    if detach not in data:
+        sock.sendall(encode_data(data))
+        return False
+    before = data[:data.index(detach)]
+    if before:
+        sock.sendall(encode_data(before))
+    sock.sendall(encode_control({"type": "detach"}))
+    return True
 
 
 def _send_size(sock: socket.socket) -> None:

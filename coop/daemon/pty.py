@@ -26,6 +26,8 @@ from coop.pty.ring import OutputRing
 from coop.pty.screen import ScreenTracker
 
 READ_SIZE = 65536
+MAX_TYPE_AHEAD = 1 << 20
+"""Input kept for a PTY that is still starting; past it, input is dropped."""
 """One read of the PTY: the largest data frame a client is sent."""
 
 
@@ -49,6 +51,8 @@ class Pty:
         self.started_at = 0.0
         self.quick_exits = 0
         self._pending = bytearray()
+        self.spawning = False
+        """Asked of the sandbox's init, not started yet: input is kept for it meanwhile."""
         self._on_event = on_event
         self._loop = asyncio.get_running_loop()
         self._waiting = False
@@ -56,12 +60,15 @@ class Pty:
     # -- the process behind it ------------------------------------------------------
     def started(self, master: int) -> None:
         self.master = master
+        self.spawning = False
         os.set_blocking(master, False)
         self.alive = True
         self.exit_code = None
         self.started_at = time.time()
         self._set_winsize()
         self._loop.add_reader(master, self._readable)
+        if self._pending:  # typed (or piped) while it started
+            self._loop.add_writer(master, self._writable)
 
     def _readable(self) -> None:
         assert self.master is not None
@@ -96,6 +103,8 @@ class Pty:
     def exited(self, code: int) -> None:
         self.alive = False
         self.exit_code = code
+        self.spawning = False
+        self._pending.clear()
         if self.master is not None:
             self._drain()
             self._close_master()
@@ -124,8 +133,13 @@ class Pty:
 
     # -- input ----------------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        """Client input: straight to the PTY, queued only when the PTY is full."""
-        if self.master is None or not data:
+        """Client input: straight to the PTY, queued when the PTY is full or still starting
+        (`coop shell -c CMD <file` sends its input at once: none of it may be lost)."""
+        if not data:
+            return
+        if self.master is None:
+            if self.spawning and len(self._pending) < MAX_TYPE_AHEAD:
+                self._pending += data
             return
         self.activity.on_input()
         if self._pending:

@@ -263,6 +263,7 @@ class Supervisor:
             self.ptys[ident] = pty
         assert self.sandbox is not None
         self._spawns[ident] = (argv, kind)
+        pty.spawning = True
         self.sandbox.request({"op": "spawn", "id": ident, "argv": argv, "env": self.env,
                               "cwd": self.cwd, "tty": [pty.rows, pty.cols]})
         return pty
