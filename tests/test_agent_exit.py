@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,19 @@ def test_running_coop_again_replaces_a_session_whose_agent_never_started(
     assert b"never started; starting it afresh" in second.output
     [session] = sessions(session_user)
     assert session["state"] == "running" and session["name"] == "project"
+
+
+def test_running_coop_again_keeps_a_session_whose_agent_ran(session_user: User) -> None:
+    """A first run that exits 127 at once is not restarted, but it ran: what it wrote
+    outside the workspace is not discarded by the next `coop`."""
+    first = coop_on_pty(session_user, "--", "sh", "-c", "echo work > /tmp/notes; exit 127")
+    assert first.wait(timeout=60) == 127
+    assert sessions(session_user)[0]["state"] == "not-found"
+    second = coop_on_pty(session_user, "--", "sh")
+    second.wait(timeout=60)
+    assert b"starting it afresh" not in second.output
+    kept = session_user.coop("shell", "-c", "cat /tmp/notes", stdin=subprocess.DEVNULL)
+    assert b"work" in kept.stdout, kept
 
 
 def test_claude_missing_says_how_to_install_it(session_user: User) -> None:

@@ -92,11 +92,13 @@ def start_or_attach(workspace: Path | None, coopfile: Path | None, name: str | N
 
 
 def _never_started(sock: Any, name: str, quiet: bool) -> bool:
-    """Whether `name`'s agent could not start and nothing else runs in it: then it is
-    killed, so that a fresh session sees what was installed since (a new base, a new
-    PATH lookup) and the command given now."""
+    """Whether `name`'s agent was never started (init found its command missing) and
+    nothing else runs in it: then it is killed, so that a fresh session sees what was
+    installed since (a new base, a new PATH lookup) and the command given now. An agent
+    that ran, however briefly, may have written files: its session is kept."""
     fresh = [s for s in request(sock, {"cmd": "ls"})["sessions"] if s["name"] == name]
     if not fresh or fresh[0].get("state") not in NEVER_STARTED or \
+            fresh[0].get("agent_runs", 1) != 0 or \
             any(p.get("alive") for p in fresh[0].get("ptys", [])):
         return False
     request(sock, {"cmd": "kill", "sessions": [name], "force": True})

@@ -321,10 +321,11 @@ class Supervisor:
             wanted = requested or self.restart_policy == "always" or (
                 self.restart_policy == "on-failure" and code != 0)
             self._restart_requested = False
-            # Found missing before exec, or 127/126 from its first run: a restart would
-            # fail the same way (and look like a crash loop).
+            # Found missing before exec, or 127/126 at once from its first run: a restart
+            # would fail the same way (and look like a crash loop). A 127 after real work
+            # is an ordinary failure.
             if code in (NOT_FOUND, NOT_EXECUTABLE) and not requested and (
-                    problem or self.agent_runs <= 1):
+                    problem or (self.agent_runs <= 1 and quick)):
                 self._cannot_start(pty, code, problem)
                 return
             if wanted and pty.quick_exits >= CRASH_LIMIT:
@@ -365,8 +366,9 @@ class Supervisor:
             pty.notice(f"{problem} (its own message is above); not restarting it.")
         log.warning("session %s: %s", self.name, problem)
         fix = "install it" if code == NOT_FOUND else "fix that"
+        what = "the agent did not start" if self.agent_runs == 0 else "the agent stopped at once"
         self._agent_finished(pty, "not-found" if code == NOT_FOUND else "cannot-run",
-                             f"the agent did not start: {problem}. Not restarting it; {fix}, "
+                             f"{what}: {problem}. Not restarting it; {fix}, "
                              "then run coop again (or `coop restart`)")
 
     def _agent_finished(self, pty: Pty, state: str, reason: str) -> None:
@@ -653,6 +655,7 @@ class Supervisor:
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "workspace": self.workspace, "created": self.created,
                 "state": self.state, "supervisor_pid": os.getpid(),
+                "agent_runs": self.agent_runs,
                 "input_filter": self.input_filter, "network_approved": self.approved,
                 **({"reason": self.agent_reason} if self.agent_reason else {}),
                 "ptys": [pty.info() for pty in sorted(self.ptys.values(),
