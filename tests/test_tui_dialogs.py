@@ -143,6 +143,16 @@ def test_the_web_dialog_shows_its_text_url_and_whole_qr_code(size: tuple[int, in
     assert shown.reads("#stop") == "Stop serving (x)"
 
 
+def test_the_web_dialog_on_loopback_shows_no_qr_code_but_how_to_reach_a_phone() -> None:
+    reply = {"url": "http://127.0.0.1:8888/?token=x", "network_urls": [], "host": "127.0.0.1"}
+    shown = show(lambda: WebLink(reply), (80, 24))
+    shown.assert_whole()
+    assert "#qr" not in shown.regions  # no code of an address a phone cannot reach
+    assert shown.reads("#hint").startswith("Only this machine can reach it. To open it on "
+                                           "your phone: coop serve --stop")
+    assert "".join(shown.reads("#url").split()) == "http://127.0.0.1:8888/?token=x"
+
+
 def test_a_qr_code_too_big_for_the_terminal_says_so_instead_of_being_cut() -> None:
     reply = {"url": TLS_URL, "network_urls": [TLS_URL]}
     small = show(lambda: WebLink(reply), (80, 24))

@@ -26,9 +26,10 @@ from coop.pty.ring import OutputRing
 from coop.pty.screen import ScreenTracker
 
 READ_SIZE = 65536
-MAX_TYPE_AHEAD = 1 << 20
-"""Input kept for a PTY that is still starting; past it, input is dropped."""
 """One read of the PTY: the largest data frame a client is sent."""
+MAX_TYPE_AHEAD = 1 << 20
+"""Input kept for a PTY that is still starting; input past it, and all that follows until
+the PTY starts, is dropped (never a gap in the middle of what is kept), and the PTY says so."""
 
 
 class Pty:
@@ -53,6 +54,7 @@ class Pty:
         self._pending = bytearray()
         self.spawning = False
         """Asked of the sandbox's init, not started yet: input is kept for it meanwhile."""
+        self._type_ahead_lost = False
         self._on_event = on_event
         self._loop = asyncio.get_running_loop()
         self._waiting = False
@@ -69,6 +71,10 @@ class Pty:
         self._loop.add_reader(master, self._readable)
         if self._pending:  # typed (or piped) while it started
             self._loop.add_writer(master, self._writable)
+        if self._type_ahead_lost:
+            self._type_ahead_lost = False
+            self.notice(f"input past {MAX_TYPE_AHEAD >> 20} MiB sent before this terminal "
+                        "started was dropped")
 
     def _readable(self) -> None:
         assert self.master is not None
@@ -103,7 +109,7 @@ class Pty:
     def exited(self, code: int) -> None:
         self.alive = False
         self.exit_code = code
-        self.spawning = False
+        self.spawning = self._type_ahead_lost = False
         self._pending.clear()
         if self.master is not None:
             self._drain()
@@ -134,12 +140,15 @@ class Pty:
     # -- input ----------------------------------------------------------------------
     def write(self, data: bytes) -> None:
         """Client input: straight to the PTY, queued when the PTY is full or still starting
-        (`coop shell -c CMD <file` sends its input at once: none of it may be lost)."""
+        (`coop shell -c CMD <file` sends its input at once, before the shell exists)."""
         if not data:
             return
         if self.master is None:
-            if self.spawning and len(self._pending) < MAX_TYPE_AHEAD:
-                self._pending += data
+            if self.spawning and not self._type_ahead_lost:
+                if len(self._pending) + len(data) <= MAX_TYPE_AHEAD:
+                    self._pending += data
+                else:
+                    self._type_ahead_lost = True
             return
         self.activity.on_input()
         if self._pending:

@@ -161,19 +161,23 @@ class WebLink(ModalScreen[bool]):
     def __init__(self, reply: dict[str, Any]) -> None:
         super().__init__()
         self.reply = reply
-        self.target = str((reply.get("network_urls") or [reply["url"]])[0])
-        from coop.commands.serve import qr_text
+        from coop.commands.serve import PHONE_HINT, phone_url, qr_text
 
-        self.code = qr_text(self.target).rstrip("\n")
+        phone = phone_url(reply)
+        # No code of an address only this machine can reach: a phone cannot use it.
+        self.target = phone or str(reply["url"])
+        self.hint = ("Scan to open your sessions on a phone on this network. Anyone with the "
+                     "link can type into them.") if phone else PHONE_HINT.replace("`", "")
+        self.code = qr_text(phone).rstrip("\n") if phone else ""
         rows = self.code.split("\n")
         self.code_size = (max(len(row) for row in rows), len(rows))
 
     def compose(self) -> ComposeResult:
         with Horizontal():
-            yield Static(self.code, id="qr")
+            if self.code:
+                yield Static(self.code, id="qr")
             with Vertical(id="side"):
-                yield Label("Scan to open your sessions on a phone on this network. Anyone "
-                            "with the link can type into them.", id="hint")
+                yield Label(self.hint, id="hint")
                 yield Label(self.target, id="url")
                 yield Button("Close (esc)", id="close")
                 yield Button("Stop serving (x)", variant="error", id="stop")
@@ -191,6 +195,10 @@ class WebLink(ModalScreen[bool]):
         frame = 2 + 2 + 1  # the border, the padding, the gap before the text
         room = width - frame - code_width
         fits = code_height + 2 <= height and room >= self.SIDE[0]
+        if not self.code:
+            self.query_one("#side").styles.width = max(self.SIDE[0], min(self.SIDE[1],
+                                                                         width - 4))
+            return
         qr = self.query_one("#qr", Static)
         qr.set_class(not fits, "too-big")
         if fits:
