@@ -73,6 +73,26 @@ def test_kill_in_the_workspace_of_a_stopped_session_asks_about_it(session_user: 
     assert names(session_user) == [] and not upper.exists()
 
 
+def test_attaching_to_a_stopped_session_says_how_to_start_it(session_user: User) -> None:
+    start(session_user, "project", "exec sleep 1000")
+    crash_everything(session_user)
+    wait_for(lambda: names(session_user) == ["project"], what="the stopped session")
+    result = session_user.coop("attach", "project")
+    assert result.returncode == 3
+    assert b"session project is stopped" in result.stderr, result.stderr
+    assert b"`coop start project`" in result.stderr and b"Did you mean" not in result.stderr
+
+
+def test_status_prints_no_control_character_of_the_agents_command(session_user: User) -> None:
+    hostile = "agent\x1b]0;owned\x07\x1b[2J"
+    assert session_user.coop("-d", "--", hostile).returncode == 0
+    wait_for(lambda: b"not-found" in session_user.coop("status").stdout,
+             what="the agent found missing")
+    shown = session_user.coop("status").stdout
+    assert b"\x1b" not in shown and b"\x07" not in shown
+    assert b"agent?]0;owned??[2J" in shown
+
+
 def test_kill_all_asks_once_naming_every_session(session_user: User) -> None:
     start(session_user, "one", "exec sleep 1000")
     start(session_user, "two", "exec sleep 1000")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from coop.errors import CoopError
 from coop.ipc.framing import CONTROL, FrameParser, encode_control, encode_data
 from coop.pty.relay import raw_terminal, window_size
+from coop.sessionref import printable
 
 RESTORE_MODES = (b"\x1b[0m\x1b[?1l\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l"
                  b"\x1b[?2004l\x1b[?25h")
@@ -192,5 +193,5 @@ def report(session: str, outcome: Outcome) -> int:
         print(f"\n[the connection to session {session} was lost; its supervisor may have "
               "died. `coop ls` shows what is running]", file=sys.stderr)
         return 1
-    print(f"\n[{session}: {outcome.reason}]", file=sys.stderr)
+    print(f"\n[{session}: {printable(outcome.reason)}]", file=sys.stderr)
     return outcome.exit_code or 0

@@ -18,7 +18,7 @@ from coop.ipc.framing import CONTROL, FrameParser
 from coop.paths import CoopPaths, coop_paths
 from coop.pty.plain import plain_text
 from coop.pty.relay import window_size
-from coop.sessionref import unknown_session
+from coop.sessionref import printable, unknown_session
 
 IDENTITY_VARS = ("HOME", "USER")
 NEVER_STARTED = ("not-found", "cannot-run")
@@ -256,11 +256,13 @@ def status(as_json: bool) -> int:
     except DaemonError:
         daemon = {"ok": False}
     info: dict[str, Any] = {"daemon": daemon}
+    sessions = call(paths, {"cmd": "ls"}, autostart=False)["sessions"] if daemon.get("ok") \
+        else []
     try:
         config = load_config(paths)
         if daemon.get("ok"):
-            info["sessions"] = [s for s in call(paths, {"cmd": "ls"}, autostart=False)
-                                ["sessions"] if s.get("workspace") == str(config.workspace)]
+            info["sessions"] = [s for s in sessions
+                                if s.get("workspace") == str(config.workspace)]
         info["workspace"] = str(config.workspace)
         info["coopfile"] = [str(p) for p in config.sources]
         info["image"] = config.image
@@ -290,9 +292,13 @@ def status(as_json: bool) -> int:
 
 
 def _agent_state(session: dict[str, Any]) -> str:
-    """`running`, or the state with why the agent is not running."""
+    """`running`, or the state with why the agent is not running. The reason quotes the
+    agent's command and PATH, which its Coopfile sets: no control character of it reaches
+    the terminal."""
     state = str(session.get("state", "?"))
-    return f"{state}: {session['reason']}" if session.get("reason") else state
+    if not session.get("reason"):
+        return state
+    return f"{state}: {printable(str(session['reason']))}"
 
 
 def _wait_gone(pid: int, timeout: float = 10) -> None:

@@ -327,7 +327,12 @@ class Daemon:
             return error("SESSION_NOT_FOUND", "there are no sessions")
         if not ref:
             return error("SESSION_NOT_FOUND", "several sessions run; name one (see `coop ls`)")
-        names = [*self.sessions, *(s["name"] for s in self.stopped_sessions())]
+        stopped = [str(s["name"]) for s in self.stopped_sessions()]
+        if ref in stopped:
+            return error("SESSION_NOT_FOUND",
+                         f"session {ref} is stopped (its processes are gone, its files kept): "
+                         f"`coop start {ref}` runs it again")
+        names = [*self.sessions, *stopped]
         return error("SESSION_NOT_FOUND",
                      unknown_session(ref, names, is_dir=bool(path and os.path.isdir(path))))
 
