@@ -30,10 +30,12 @@ from tests import reach
 
 def _throwaway_uid() -> int:
     """A uid for this test run alone, so that two runs at once (and their clean-up with
-    `pkill -u`) never touch each other's processes: one no process runs as, locked for the
-    run's lifetime (the lock goes with the process, however it ends). Starting from the
-    pid spreads the runs out; the lock settles the rare tie that `pid % 20000` allows."""
+    `pkill -u`) never touch each other's processes: one no account has and no process runs
+    as, locked for the run's lifetime (the lock goes with the process, however it ends).
+    Starting from the pid spreads the runs out; the lock settles the rare tie that
+    `pid % 20000` allows. The locks live where only root writes: nobody can plant one."""
     import fcntl
+    import pwd
 
     if os.getuid() != 0:
         return os.getuid()  # unused: the suite runs as its user
@@ -42,12 +44,24 @@ def _throwaway_uid() -> int:
         with contextlib.suppress(OSError):
             if entry.name.isdigit():
                 busy.add(entry.stat().st_uid)
+    locks = Path("/run/coop-tests") if Path("/run").is_dir() else Path("/var/tmp/coop-tests")
+    locks.mkdir(mode=0o700, exist_ok=True)
+    if locks.lstat().st_uid != 0 or not locks.is_dir() or locks.is_symlink():
+        raise RuntimeError(f"{locks} is not root's own directory: remove it")
     for step in range(20000):
         uid = 40000 + (os.getpid() + step) % 20000
         if uid in busy:
             continue
-        fd = os.open(f"/tmp/coop-test-uid-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                     0o600)
+        try:
+            pwd.getpwuid(uid)
+            continue  # a real account: its processes are not ours to kill
+        except KeyError:
+            pass
+        try:
+            fd = os.open(locks / f"uid-{uid}.lock",
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError:
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -104,6 +118,17 @@ def static_busybox() -> Path:
         pytest.skip(f"{path} is dynamically linked: apt-get install busybox-static "
                     "(README, Prerequisites)")
     return Path(path)
+
+
+def busybox_rootfs(root: Path, user: User) -> Path:
+    """A tiny `dir:` base: a static busybox with the applets the tests use, and /etc."""
+    (root / "bin").mkdir(parents=True)
+    (root / "etc").mkdir()
+    shutil.copy(static_busybox(), root / "bin" / "busybox")
+    for applet in ("sh", "cat", "echo", "ls", "sleep", "true", "false", "test", "mkdir"):
+        (root / "bin" / applet).symlink_to("busybox")
+    user.chown(root)
+    return root
 
 
 def registry_server() -> str:

@@ -13,6 +13,7 @@ what a real user would.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -81,9 +82,10 @@ class Exposure:
 def _remove_stage(stage: str, count: int, owner: int) -> None:
     if os.getpid() != owner:  # a forked child exiting through atexit
         return
-    for index in range(count):
-        os.rmdir(os.path.join(stage, str(index)))
-    os.rmdir(stage)
+    with contextlib.suppress(OSError):
+        for index in range(count):
+            os.rmdir(os.path.join(stage, str(index)))
+        os.rmdir(stage)
 
 
 def _check(result: int, what: str) -> None:
@@ -103,7 +105,8 @@ def plan(paths: list[str]) -> Exposure:
     blockers = sorted({b for b in blocked.values() if b is not None})
     if not targets or os.getuid() != 0:
         return Exposure((), (), "")
-    stage = tempfile.mkdtemp(prefix="coop-test-reach-")
+    # Beside no blocker: a stage under one would vanish under its tmpfs ($TMPDIR may be).
+    stage = tempfile.mkdtemp(prefix="coop-test-reach-", dir="/tmp")
     for index in range(len(targets)):
         os.mkdir(os.path.join(stage, str(index)))
     atexit.register(_remove_stage, stage, len(targets), os.getpid())

@@ -8,19 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import COOP, User, static_busybox
+from tests.helpers import COOP, User, busybox_rootfs
 
 
 @pytest.fixture
 def busybox_root(world_tmp: Path, user: User) -> Path:
-    root = world_tmp / "rootfs"
-    (root / "bin").mkdir(parents=True)
-    (root / "etc").mkdir()
-    subprocess.run(["cp", str(static_busybox()), str(root / "bin" / "busybox")], check=True)
-    for applet in ("sh", "cat", "echo", "ls", "sleep", "true", "false", "test"):
-        (root / "bin" / applet).symlink_to("busybox")
-    user.chown(root)
-    return root
+    return busybox_rootfs(world_tmp / "rootfs", user)
 
 
 def coopfile(user: User, root: Path, steps: list[str]) -> None:
@@ -96,12 +89,7 @@ def test_setup_on_the_host_image_is_a_clear_error(user: User) -> None:
 
 
 def test_a_session_starts_from_the_built_base(session_user: User, world_tmp: Path) -> None:
-    root = world_tmp / "rootfs"
-    (root / "bin").mkdir(parents=True)
-    subprocess.run(["cp", str(static_busybox()), str(root / "bin" / "busybox")], check=True)
-    for applet in ("sh", "cat", "sleep"):
-        (root / "bin" / applet).symlink_to("busybox")
-    session_user.chown(root)
+    root = busybox_rootfs(world_tmp / "rootfs", session_user)
     coopfile(session_user, root, ["mkdir -p /etc && echo built > /etc/built"])
     result = session_user.coop("-d", "--", "sh", "-c", "cat /etc/built; exec sleep 1000")
     assert result.returncode == 0, result.stderr
@@ -114,12 +102,7 @@ def test_a_session_starts_from_the_built_base(session_user: User, world_tmp: Pat
 
 def test_system_prune_keeps_what_sessions_use_and_what_was_used_lately(
         session_user: User, world_tmp: Path) -> None:
-    root = world_tmp / "rootfs"
-    (root / "bin").mkdir(parents=True)
-    subprocess.run(["cp", str(static_busybox()), str(root / "bin" / "busybox")], check=True)
-    for applet in ("sh", "cat", "sleep", "mkdir", "echo"):
-        (root / "bin" / applet).symlink_to("busybox")
-    session_user.chown(root)
+    root = busybox_rootfs(world_tmp / "rootfs", session_user)
     layers = session_user.coop_home / "data" / "layers"
     coopfile(session_user, root, ["mkdir -p /etc && echo first > /etc/which"])
     started = session_user.coop("-d", "-n", "old", "--", "sh", "-c",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +20,11 @@ from coop.commands.init import AGENTS, init
 from coop.config.coopfile import CoopConfig, load_config
 from coop.errors import ConfigError
 from coop.paths import coop_paths
-from tests.helpers import User
+from tests.helpers import User, busybox_rootfs, registry_server
 from tests.oci import Registry, busybox_layer, layer, push_image
 
 IMAGES = ("host", "debian:bookworm", "alpine:3.20", "dir:rootfs", "tar:base.tar")
 OPTION = re.compile(r"(?P<indent> *)# (?P<body>(?:- |(?P<key>[a-z_]+):(?: |$)).*)")
-HAS_REGISTRY = subprocess.run(["which", "docker-registry"],
-                              capture_output=True).returncode == 0
 
 
 @dataclass(frozen=True)
@@ -208,15 +205,6 @@ def test_init_template_with_packages_uncommented_fails_at_that_line(user: User) 
         f"coop: {user.workspace}/Coopfile:{line}:1: `packages` needs an image to install into")
 
 
-def busybox_rootfs(root: Path, user: User) -> None:
-    (root / "bin").mkdir(parents=True)
-    (root / "etc").mkdir()
-    subprocess.run(["cp", "/bin/busybox", str(root / "bin" / "busybox")], check=True)
-    for applet in ("sh", "cat", "echo"):
-        (root / "bin" / applet).symlink_to("busybox")
-    user.chown(root)
-
-
 def test_setup_from_the_template_runs_on_a_dir_image(user: User, world_tmp: Path) -> None:
     busybox_rootfs(world_tmp / "rootfs", user)
     assert user.coop("init", "--image", f"dir:{world_tmp / 'rootfs'}").returncode == 0
@@ -230,8 +218,7 @@ def test_setup_from_the_template_runs_on_a_dir_image(user: User, world_tmp: Path
 
 @pytest.fixture
 def registry(world_tmp: Path) -> Iterator[Registry]:
-    if not HAS_REGISTRY:
-        pytest.skip("needs Debian's docker-registry (installed by .ci/run) to serve an image")
+    registry_server()  # or skip, saying what to install
     (world_tmp / "registry").mkdir()
     reg = Registry(world_tmp / "registry")
     push_image(reg.host, "test/busybox", "1", [layer(busybox_layer())])

@@ -150,13 +150,14 @@ def check_base_fits(merged: dict[str, Any], loaded: Loaded) -> None:
         if not _has_steps(key, merged.get(key)):
             continue
         src = next((src for src, data in reversed(loaded) if _has_steps(key, data.get(key))),
-                   loaded[-1][0])
+                   loaded[-1][0] if loaded else None)
         image_set = any("image" in data for _, data in loaded)
         base = ("the base here is `host`" if image_set
                 else "no `image:` is set, so the base is `host`")
         fix = "install the packages" if key == "packages" else "run the commands"
+        where = src.where((key,), at_key=True) if src else f"the session's `{key}`"
         raise ConfigError(
-            f"{src.where((key,), at_key=True)}: `{key}` needs an image to {purpose}, and "
+            f"{where}: `{key}` needs an image to {purpose}, and "
             f"{base} (this machine's own system, used as it is).",
             f"Set an OCI image, e.g. `image: debian:bookworm`, or {fix} on the host "
             f"and remove `{key}`.")

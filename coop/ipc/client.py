@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import subprocess
 
 SPAWN_WAIT = 60.0
-EXIT_CODES = {"SESSION_NOT_FOUND": 3, "PTY_NOT_FOUND": 3, "BUILD_FAILED": 5}
+EXIT_CODES = {"SESSION_NOT_FOUND": 3, "PTY_NOT_FOUND": 3}
 
 
 class DaemonError(CoopError):
