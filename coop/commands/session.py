@@ -66,7 +66,9 @@ def start_or_attach(workspace: Path | None, coopfile: Path | None, name: str | N
         existing = [s for s in sessions if (s["name"] == name if name
                                             else s.get("workspace") == str(config.workspace))]
         live = [s for s in existing if s.get("state") != "stopped"]
-        if live and _never_started(sock, live[0]["name"], quiet):
+        # The cached state gates the supervisor round trip: a running agent costs nothing.
+        if live and live[0].get("state") in NEVER_STARTED and \
+                _never_started(sock, live[0]["name"], quiet):
             live = existing = []
         if live:
             session = live[0]["name"]

@@ -92,6 +92,11 @@ class SessionLink:
                 for pty in self.info["ptys"]:
                     if pty["id"] == message.get("pty"):
                         pty["clients"] = message.get("clients", {})
+            elif message["event"] == "agent_stopped":  # the cached `ls` shows it too
+                self.info.update(state=message.get("state"), reason=message.get("reason"))
+            elif message["event"] == "pty_added" and message.get("kind") == "agent":
+                self.info["state"] = "running"  # started again (`coop restart`)
+                self.info.pop("reason", None)
             self.daemon.publish(message)
 
     def on_close(self, conn: Conn) -> None:

@@ -386,9 +386,8 @@ class Supervisor:
     def _detach_finished(self, conn: Conn, pty: Pty) -> None:
         conn.send(encode_control({"type": "detached", "reason": self.agent_reason,
                                   "code": pty.exit_code}))
-        pty.clients.discard(conn)
+        self._leave(pty, conn)
         conn.close(flush=True)
-        self.emit({"event": "clients", "pty": pty.ident, "clients": pty.client_counts()})
 
     def _restart(self, pty: Pty) -> None:
         if not self._ending and not pty.alive:
